@@ -1,0 +1,765 @@
+"""Edit a contact in an iletimerkezi.com address book: ``POST /v1/edit-contact``.
+
+One file, standard library only; copy it into a project or ``pip install`` it.
+
+    >>> creds = Credentials.from_secret("my-api-key", "my-secret")
+    >>> edit_contact(creds, Contact(1009, name="Enes", groups=[9, 12]))  # doctest: +SKIP
+    Response(status=Status(code=200, message='İşlem başarılı'), contact=Contact(...))
+
+In a request, a field left as ``None`` is not sent, so the stored value stays as
+it is; ``""`` (or ``[]`` for lists) sends the element empty.
+
+The file reads top to bottom: constants, errors, data classes, the pure core
+(``sign``, ``build_request``, ``parse_response``), transport, command line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import hmac
+import os
+import re
+import sys
+import xml.etree.ElementTree as ET
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
+
+if TYPE_CHECKING:  # imported for real only when a call needs them
+    import argparse
+    import ssl
+
+__all__ = [
+    "__version__",
+    "API_URL",
+    "IletiMerkeziError",
+    "ValidationError",
+    "APIError",
+    "AuthenticationError",
+    "TransportError",
+    "ResponseError",
+    "Credentials",
+    "CustomField",
+    "Contact",
+    "Status",
+    "Response",
+    "sign",
+    "build_request",
+    "parse_response",
+    "edit_contact",
+    "main",
+]
+
+__version__ = "0.1.0"
+
+API_URL = "https://api.iletimerkezi.com/v1/edit-contact"
+
+_CONTENT_TYPE = "text/xml; charset=utf-8"
+_USER_AGENT = "iletimerkezi_edit/" + __version__
+_MAX_RESPONSE_BYTES = 1 << 20  # real answers are under 2 KiB
+_MAX_ID = 2**63 - 1
+
+_ENV_KEY = "ILETIMERKEZI_KEY"
+_ENV_SECRET = "ILETIMERKEZI_SECRET"
+_ENV_HASH = "ILETIMERKEZI_HASH"
+
+_SUCCESS = 200
+
+# English for every status code the provider documents for this call and its
+# siblings; the server's own message (Turkish) travels beside it.
+_DESCRIPTIONS: Dict[int, str] = {
+    200: "success",
+    400: "the request XML could not be parsed (bad tag, unclosed tag or unescaped character)",
+    401: "the key or hash was rejected, or the call came from an IP address the account does not allow",
+    404: "no such API method: check the URL",
+    463: "a group id does not exist",
+    465: "contact not found",
+    466: "the phone number is invalid",
+    472: "at least one of name, surname, gsm and email must be filled",
+    473: "custom field not found",
+    503: "the service is temporarily unavailable; try again later",
+}
+_GENERIC_DESCRIPTION = "the API refused the request (status code not documented by the provider)"
+
+# Characters XML 1.0 cannot carry at all, not even as character references.
+_NOT_XML_CHAR = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+_ASCII_DIGITS = re.compile("[0-9]+")
+_HEX_SHA256 = re.compile("[0-9a-fA-F]{64}")
+_URL_FORBIDDEN = re.compile("[\x00-\x20\x7f]")
+
+
+# ---------------------------------------------------------------------------
+# Errors
+# ---------------------------------------------------------------------------
+
+
+class IletiMerkeziError(Exception):
+    """Base class of every error this module raises on purpose."""
+
+
+class ValidationError(IletiMerkeziError, ValueError):
+    """Input was rejected before anything was sent; the message names the field or setting."""
+
+
+class APIError(IletiMerkeziError):
+    """The API answered with a status code other than 200.
+
+    ``code`` is the status code from the body, ``message`` the server's own
+    (Turkish) text, ``description`` an English explanation, and
+    ``http_status`` the HTTP status of the answer (``None`` when unknown).
+    """
+
+    def __init__(self, code: int, message: str, http_status: Optional[int] = None) -> None:
+        self.code = code
+        self.message = message
+        self.description = _DESCRIPTIONS.get(code, _GENERIC_DESCRIPTION)
+        self.http_status = http_status
+        super().__init__(f"{code} {message} ({self.description})" if message else f"{code} ({self.description})")
+
+
+class AuthenticationError(APIError):
+    """Status 401: the key or hash was rejected, or the caller's IP is not allowed."""
+
+
+class TransportError(IletiMerkeziError):
+    """No answer arrived: connection refused or reset, DNS or TLS failure, timeout."""
+
+
+class ResponseError(IletiMerkeziError):
+    """An answer arrived but is not a valid response document.
+
+    ``http_status`` is the HTTP status of that answer (``None`` when unknown).
+    """
+
+    def __init__(self, message: str, http_status: Optional[int] = None) -> None:
+        self.http_status = http_status
+        super().__init__(message if http_status is None else f"{message} (HTTP {http_status})")
+
+
+# ---------------------------------------------------------------------------
+# Data classes: one per XML element
+# ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Credentials:
+    """An API key and its hash. ``repr`` and ``str`` show the key, never the hash."""
+
+    key: str
+    hash: str = dataclasses.field(repr=False)
+
+    def __post_init__(self) -> None:
+        _check_key(self.key, "Credentials.key")
+        _check_hash(self.hash, "Credentials.hash")
+
+    @classmethod
+    def from_secret(cls, key: str, secret: str) -> Credentials:
+        """Credentials for ``key``, with the hash computed from ``secret``."""
+        _check_key(key, "key")
+        return cls(key, sign(key, secret))
+
+    @classmethod
+    def from_env(cls, environ: Optional[Mapping[str, str]] = None) -> Credentials:
+        """Read ``ILETIMERKEZI_KEY`` plus ``ILETIMERKEZI_SECRET`` or ``ILETIMERKEZI_HASH``.
+
+        ``environ`` defaults to ``os.environ``. A missing or malformed variable
+        raises ``ValidationError`` naming it. When both the secret and the hash
+        are set they must agree.
+        """
+        env = os.environ if environ is None else environ
+        key = env.get(_ENV_KEY)
+        if not key:
+            raise ValidationError(f"environment variable {_ENV_KEY} is not set")
+        _check_key(key, _ENV_KEY)
+        secret = env.get(_ENV_SECRET)
+        given_hash = env.get(_ENV_HASH)
+        if given_hash:
+            _check_hash(given_hash, _ENV_HASH)
+        if secret:
+            computed = sign(key, secret)
+            if given_hash and not hmac.compare_digest(computed, given_hash.lower()):
+                raise ValidationError(
+                    f"{_ENV_HASH} does not match {_ENV_KEY} and {_ENV_SECRET}; set only one of the two"
+                )
+            return cls(key, computed)
+        if given_hash:
+            return cls(key, given_hash)
+        raise ValidationError(f"environment variable {_ENV_SECRET} or {_ENV_HASH} is not set")
+
+
+@dataclasses.dataclass
+class CustomField:
+    """A ``<custom_field>``: the id of a custom field and the contact's value for it."""
+
+    id: int
+    value: str
+
+
+@dataclasses.dataclass
+class Contact:
+    """A ``<contact>``.
+
+    In a request, ``None`` means "do not send this element" (leave the stored
+    value as it is) and ``""`` / ``[]`` means "send it empty". In a parsed
+    response, a missing element is ``None`` and an empty one ``""`` / ``[]``.
+    """
+
+    id: int
+    name: Optional[str] = None
+    surname: Optional[str] = None
+    email: Optional[str] = None
+    gsm: Optional[str] = None
+    custom_fields: Optional[List[CustomField]] = None
+    groups: Optional[List[int]] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Status:
+    """A ``<status>``: the API's status code and its (Turkish) message."""
+
+    code: int
+    message: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Response:
+    """A successful ``<response>``: its status and the contact as stored after the edit."""
+
+    status: Status
+    contact: Optional[Contact]
+
+
+# ---------------------------------------------------------------------------
+# Pure core: sign, build, parse
+# ---------------------------------------------------------------------------
+
+
+def sign(key: str, secret: str) -> str:
+    """Return the request hash: lowercase hex HMAC-SHA256 of ``key`` under ``secret``, both UTF-8."""
+    _check_str(key, "key", allow_empty=False)
+    _check_str(secret, "secret", allow_empty=False)
+    return hmac.new(secret.encode("utf-8"), key.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def build_request(credentials: Credentials, contact: Contact) -> bytes:
+    """Return the UTF-8 XML request document that edits ``contact``.
+
+    Every value is checked first; anything that cannot be sent exactly as given
+    raises ``ValidationError`` naming the field.
+    """
+    if not isinstance(credentials, Credentials):
+        raise ValidationError(f"credentials must be a Credentials, got {type(credentials).__name__}")
+    return _render_request(credentials.key, credentials.hash, contact)
+
+
+def parse_response(body: bytes, http_status: Optional[int] = None) -> Response:
+    """Parse a response document; return it on status code 200, raise ``APIError`` otherwise.
+
+    ``http_status`` is the HTTP status the document arrived with, if known; it
+    is attached to errors, and a success body under a non-2xx status is refused.
+    A body that is not a ``<response>`` with a numeric status code raises
+    ``ResponseError``.
+    """
+    if not isinstance(body, (bytes, bytearray, memoryview)):
+        raise TypeError(f"body must be bytes, got {type(body).__name__}")
+    root = _parse_xml(bytes(body), http_status)
+    if root.tag != "response":
+        raise ResponseError(f"root element is <{root.tag}>, expected <response>", http_status)
+    status = _parse_status(root, http_status)
+    if status.code != _SUCCESS:
+        error_class = AuthenticationError if status.code == 401 else APIError
+        raise error_class(status.code, status.message, http_status)
+    if http_status is not None and not 200 <= http_status < 300:
+        raise ResponseError("the body reports success but the HTTP status does not", http_status)
+    contact_element = root.find("contact")
+    contact = None if contact_element is None else _parse_contact(contact_element, http_status)
+    return Response(status, contact)
+
+
+# -- checks shared by the data classes, the builder and the CLI --------------
+
+
+def _check_str(value: object, where: str, *, allow_empty: bool = True) -> str:
+    if not isinstance(value, str):
+        raise ValidationError(f"{where} must be a string, got {type(value).__name__}")
+    if not value and not allow_empty:
+        raise ValidationError(f"{where} must not be empty")
+    return value
+
+
+def _check_text(value: object, where: str) -> str:
+    """A string that XML 1.0 can carry, character for character."""
+    text = _check_str(value, where)
+    bad = _NOT_XML_CHAR.search(text)
+    if bad:
+        raise ValidationError(
+            f"{where}: character U+{ord(bad.group()):04X} at index {bad.start()} cannot be sent in XML"
+        )
+    return text
+
+
+def _check_key(value: object, where: str) -> str:
+    key = _check_text(_check_str(value, where, allow_empty=False), where)
+    if key != key.strip():
+        raise ValidationError(f"{where} has leading or trailing white space")
+    return key
+
+
+def _check_hash(value: object, where: str) -> str:
+    # Never echo the value: the hash is as good as a password.
+    hash_ = _check_str(value, where, allow_empty=False)
+    if not _HEX_SHA256.fullmatch(hash_):
+        raise ValidationError(f"{where} must be 64 hexadecimal characters (an HMAC-SHA256), got {len(hash_)} characters")
+    return hash_
+
+
+def _check_id(value: object, where: str) -> int:
+    """A positive integer, given as an ``int`` or a string of ASCII digits."""
+    number: Optional[int] = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = int(value)
+    elif isinstance(value, str) and len(value) <= 19 and _ASCII_DIGITS.fullmatch(value):
+        number = int(value)
+    if number is None or not 0 < number <= _MAX_ID:
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+        raise ValidationError(f"{where} must be a positive integer, got {shown}")
+    return number
+
+
+def _check_list(value: object, where: str) -> Sequence[Any]:
+    if not isinstance(value, (list, tuple)):
+        raise ValidationError(f"{where} must be a list, got {type(value).__name__}")
+    return value
+
+
+# -- building ----------------------------------------------------------------
+
+
+def _escape(text: str) -> str:
+    # ">" too, so that "]]>" never appears in character data; CR as a reference
+    # because parsers turn a raw CR (and CRLF) into LF.
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\r", "&#13;")
+
+
+def _cdata(text: str) -> str:
+    """CDATA sections carrying ``text`` exactly: "]]>" split across two, CR as a reference between."""
+    pieces = []
+    for index, chunk in enumerate(text.split("\r")):
+        if index:
+            pieces.append("&#13;")
+        if chunk:
+            pieces.append("<![CDATA[" + chunk.replace("]]>", "]]]]><![CDATA[>") + "]]>")
+    return "".join(pieces)
+
+
+def _render_request(key: str, hash_: str, contact: Contact) -> bytes:
+    if not isinstance(contact, Contact):
+        raise ValidationError(f"contact must be a Contact, got {type(contact).__name__}")
+    lines = [
+        '<?xml version="1.0" encoding="UTF-8"?>',
+        "<request>",
+        "  <authentication>",
+        f"    <key>{_escape(key)}</key>",
+        f"    <hash>{_escape(hash_)}</hash>",
+        "  </authentication>",
+        "  <contact>",
+        f"    <id>{_check_id(contact.id, 'contact.id')}</id>",
+    ]
+    for tag in ("name", "surname", "email"):  # the provider documents these as CDATA
+        value = getattr(contact, tag)
+        if value is not None:
+            lines.append(f"    <{tag}>{_cdata(_check_text(value, 'contact.' + tag))}</{tag}>")
+    if contact.gsm is not None:
+        lines.append(f"    <gsm>{_escape(_check_text(contact.gsm, 'contact.gsm'))}</gsm>")
+    if contact.custom_fields is not None:
+        lines.extend(_render_custom_fields(contact.custom_fields))
+    if contact.groups is not None:
+        lines.extend(_render_groups(contact.groups))
+    lines += ["  </contact>", "</request>", ""]
+    return "\n".join(lines).encode("utf-8")
+
+
+def _render_custom_fields(custom_fields: object) -> List[str]:
+    fields = _check_list(custom_fields, "contact.custom_fields")
+    if not fields:
+        return ["    <custom_fields></custom_fields>"]
+    lines = ["    <custom_fields>"]
+    seen = set()
+    for index, field in enumerate(fields):
+        where = f"contact.custom_fields[{index}]"
+        if not isinstance(field, CustomField):
+            raise ValidationError(f"{where} must be a CustomField, got {type(field).__name__}")
+        field_id = _check_id(field.id, where + ".id")
+        if field_id in seen:
+            raise ValidationError(f"{where}.id: custom field {field_id} is given more than once")
+        seen.add(field_id)
+        value = _escape(_check_text(field.value, where + ".value"))
+        lines += [
+            "      <custom_field>",
+            f"        <id>{field_id}</id>",
+            f"        <value>{value}</value>",
+            "      </custom_field>",
+        ]
+    lines.append("    </custom_fields>")
+    return lines
+
+
+def _render_groups(groups: object) -> List[str]:
+    group_ids = _check_list(groups, "contact.groups")
+    if not group_ids:
+        return ["    <groups></groups>"]
+    lines = ["    <groups>"]
+    seen = set()
+    for index, group in enumerate(group_ids):
+        group_id = _check_id(group, f"contact.groups[{index}]")
+        if group_id in seen:
+            raise ValidationError(f"contact.groups[{index}]: group {group_id} is given more than once")
+        seen.add(group_id)
+        lines.append(f"      <id>{group_id}</id>")
+    lines.append("    </groups>")
+    return lines
+
+
+# -- parsing -----------------------------------------------------------------
+
+
+def _parse_xml(body: bytes, http_status: Optional[int]) -> ET.Element:
+    if not body.strip():
+        raise ResponseError("the response body is empty", http_status)
+    try:
+        return ET.fromstring(body)
+    except ET.ParseError as exc:
+        raise ResponseError(f"the response is not well-formed XML: {exc}", http_status) from None
+    except (ValueError, LookupError) as exc:  # bad encoding declarations and the like
+        raise ResponseError(f"the response XML cannot be decoded: {exc}", http_status) from None
+
+
+def _parse_number(text: Optional[str], where: str, http_status: Optional[int]) -> int:
+    if text is None:
+        raise ResponseError(f"{where} is missing from the response", http_status)
+    digits = text.strip()
+    if not _ASCII_DIGITS.fullmatch(digits):
+        raise ResponseError(f"{where} in the response is not a number", http_status)
+    if len(digits) > 19 or int(digits) > _MAX_ID:
+        raise ResponseError(f"{where} in the response is too large", http_status)
+    return int(digits)
+
+
+def _parse_status(root: ET.Element, http_status: Optional[int]) -> Status:
+    status = root.find("status")
+    if status is None:
+        raise ResponseError("the response has no <status>", http_status)
+    code = _parse_number(status.findtext("code"), "<status><code>", http_status)
+    return Status(code, (status.findtext("message") or "").strip())
+
+
+def _parse_contact(element: ET.Element, http_status: Optional[int]) -> Contact:
+    def text(tag: str) -> Optional[str]:
+        child = element.find(tag)
+        return None if child is None else (child.text or "")
+
+    custom_fields: Optional[List[CustomField]] = None
+    fields_element = element.find("custom_fields")
+    if fields_element is not None:
+        custom_fields = [
+            CustomField(
+                _parse_number(field.findtext("id"), "<custom_field><id>", http_status),
+                field.findtext("value") or "",
+            )
+            for field in fields_element.findall("custom_field")
+        ]
+    groups: Optional[List[int]] = None
+    groups_element = element.find("groups")
+    if groups_element is not None:
+        groups = [_parse_number(group.text, "<groups><id>", http_status) for group in groups_element.findall("id")]
+    return Contact(
+        id=_parse_number(element.findtext("id"), "<contact><id>", http_status),
+        name=text("name"),
+        surname=text("surname"),
+        email=text("email"),
+        gsm=text("gsm"),
+        custom_fields=custom_fields,
+        groups=groups,
+    )
+
+
+# ---------------------------------------------------------------------------
+# Transport
+# ---------------------------------------------------------------------------
+
+
+class _Endpoint(NamedTuple):
+    scheme: str
+    host: str
+    port: Optional[int]
+    path: str
+
+
+def edit_contact(
+    credentials: Credentials,
+    contact: Contact,
+    *,
+    url: str = API_URL,
+    timeout: float = 30.0,
+    ssl_context: Optional[ssl.SSLContext] = None,
+) -> Response:
+    """Send the edit and return the parsed answer.
+
+    Raises ``ValidationError`` before connecting if any input is bad,
+    ``APIError`` if the API refuses, ``TransportError`` if no answer arrives
+    within ``timeout`` seconds per network operation, ``ResponseError`` if the
+    answer is not a response document. Redirects are not followed.
+    """
+    endpoint = _parse_url(url)
+    _check_timeout(timeout)
+    body = build_request(credentials, contact)
+    http_status, payload = _post(endpoint, body, timeout, ssl_context)
+    return parse_response(payload, http_status)
+
+
+def _parse_url(url: object) -> _Endpoint:
+    from urllib.parse import urlsplit
+
+    text = _check_str(url, "url", allow_empty=False)
+    if _URL_FORBIDDEN.search(text):
+        raise ValidationError("url must not contain white space or control characters")
+    parts = urlsplit(text)
+    scheme = parts.scheme.lower()
+    if scheme not in ("https", "http"):
+        raise ValidationError(f"url must start with https://, got {text[:40]!r}")
+    host = parts.hostname
+    if not host:
+        raise ValidationError(f"url has no host: {text[:40]!r}")
+    if parts.username is not None or parts.password is not None:
+        raise ValidationError("url must not contain a user name or password")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValidationError(f"url has an invalid port: {text[:40]!r}") from None
+    if scheme == "http" and not _is_loopback(host):
+        raise ValidationError("url must use https://; plain http:// is allowed only for localhost, 127.0.0.0/8 and ::1")
+    path = (parts.path or "/") + ("?" + parts.query if parts.query else "")
+    return _Endpoint(scheme, host, port, path)
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_timeout(timeout: object) -> float:
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < float("inf"):
+        raise ValidationError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    return float(timeout)
+
+
+@functools.lru_cache(maxsize=1)
+def _default_ssl_context() -> ssl.SSLContext:
+    # Loading the system's CA certificates takes milliseconds; do it once.
+    import ssl
+
+    return ssl.create_default_context()
+
+
+def _post(endpoint: _Endpoint, body: bytes, timeout: float, ssl_context: Optional[ssl.SSLContext]) -> Tuple[int, bytes]:
+    """POST ``body`` and return the HTTP status and the body of the answer, whatever its status."""
+    import http.client
+
+    connection: http.client.HTTPConnection
+    if endpoint.scheme == "https":
+        import ssl
+
+        if ssl_context is not None and not isinstance(ssl_context, ssl.SSLContext):
+            raise ValidationError(f"ssl_context must be an ssl.SSLContext, got {type(ssl_context).__name__}")
+        context = _default_ssl_context() if ssl_context is None else ssl_context
+        connection = http.client.HTTPSConnection(endpoint.host, endpoint.port, timeout=timeout, context=context)
+    else:
+        connection = http.client.HTTPConnection(endpoint.host, endpoint.port, timeout=timeout)
+    headers = {"Content-Type": _CONTENT_TYPE, "Accept": "text/xml", "User-Agent": _USER_AGENT}
+    try:
+        connection.request("POST", endpoint.path, body=body, headers=headers)
+        answer = connection.getresponse()
+        payload = answer.read(_MAX_RESPONSE_BYTES + 1)
+    except (OSError, http.client.HTTPException) as exc:
+        raise TransportError(f"no answer from {endpoint.host}: {type(exc).__name__}: {exc}") from exc
+    finally:
+        connection.close()
+    if len(payload) > _MAX_RESPONSE_BYTES:
+        raise ResponseError(f"the response is larger than {_MAX_RESPONSE_BYTES} bytes", answer.status)
+    return answer.status, payload
+
+
+# ---------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------
+
+_EXIT_OK = 0
+_EXIT_API = 1
+_EXIT_USAGE = 2
+_EXIT_NO_ANSWER = 3
+
+_KEY_PLACEHOLDER = "YOUR_API_KEY"
+_HASH_PLACEHOLDER = "REDACTED"
+
+_CLI_EPILOG = f"""\
+credentials come from the environment: {_ENV_KEY} plus {_ENV_SECRET} or {_ENV_HASH}.
+an omitted option leaves the stored value as it is; an empty one (--name '') sends it empty.
+exit codes: 0 success, 1 the API refused, 2 bad usage or input, 3 no usable answer.
+"""
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the command line with ``argv`` (default ``sys.argv[1:]``) and return the exit code."""
+    try:
+        args = _argument_parser().parse_args(argv)
+    except SystemExit as exc:  # argparse has already printed usage or help
+        return exc.code if isinstance(exc.code, int) else _EXIT_USAGE
+    try:
+        contact = _contact_from_args(args)
+        if args.dry_run:
+            _parse_url(args.url)
+            _check_timeout(args.timeout)
+            _write_bytes(sys.stdout, _dry_run_request(contact))
+            return _EXIT_OK
+        response = edit_contact(Credentials.from_env(), contact, url=args.url, timeout=args.timeout)
+    except ValidationError as exc:
+        return _report(f"invalid input: {exc}", _EXIT_USAGE)
+    except APIError as exc:
+        return _report(f"the API refused the edit: {exc}", _EXIT_API)
+    except IletiMerkeziError as exc:  # TransportError, ResponseError
+        return _report(f"no usable answer: {exc}", _EXIT_NO_ANSWER)
+    except KeyboardInterrupt:
+        return _report("interrupted", 130)
+    _write_text(sys.stdout, _format_json(response) if args.json else _format_response(response))
+    return _EXIT_OK
+
+
+def _argument_parser() -> argparse.ArgumentParser:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="iletimerkezi-edit",
+        description="Edit a contact in an iletimerkezi.com address book.",
+        epilog=_CLI_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--id", required=True, type=_id_argument, help="the contact's id")
+    parser.add_argument("--name", help="new name")
+    parser.add_argument("--surname", help="new surname")
+    parser.add_argument("--email", help="new e-mail address")
+    parser.add_argument("--gsm", help="new mobile number, e.g. +905056663325")
+    fields = parser.add_mutually_exclusive_group()
+    fields.add_argument(
+        "--field", action="append", dest="fields", type=_field_argument, metavar="ID=VALUE",
+        help="set custom field ID to VALUE (repeatable)",
+    )
+    fields.add_argument("--clear-fields", action="store_true", help="send an empty <custom_fields> element")
+    groups = parser.add_mutually_exclusive_group()
+    groups.add_argument(
+        "--group", action="append", dest="groups", type=_id_argument, metavar="ID",
+        help="the contact's groups (repeatable)",
+    )
+    groups.add_argument("--clear-groups", action="store_true", help="send an empty <groups> element")
+    parser.add_argument("--url", default=API_URL, help="endpoint (default: %(default)s)")
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per network operation (default: 30)")
+    parser.add_argument("--json", action="store_true", help="print the returned status and contact as JSON")
+    parser.add_argument(
+        "--dry-run", action="store_true",
+        help="print the request XML (hash replaced) and send nothing; needs no credentials",
+    )
+    parser.add_argument("--version", action="version", version="%(prog)s " + __version__)
+    return parser
+
+
+def _id_argument(text: str) -> int:
+    import argparse
+
+    try:
+        return _check_id(text, "id")
+    except ValidationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _field_argument(text: str) -> CustomField:
+    import argparse
+
+    field_id, separator, value = text.partition("=")
+    if not separator:
+        raise argparse.ArgumentTypeError(f"expected ID=VALUE, got {text[:40]!r}")
+    return CustomField(_id_argument(field_id), value)
+
+
+def _contact_from_args(args: argparse.Namespace) -> Contact:
+    return Contact(
+        id=args.id,
+        name=args.name,
+        surname=args.surname,
+        email=args.email,
+        gsm=args.gsm,
+        custom_fields=[] if args.clear_fields else args.fields,
+        groups=[] if args.clear_groups else args.groups,
+    )
+
+
+def _dry_run_request(contact: Contact) -> bytes:
+    key = os.environ.get(_ENV_KEY)
+    key = _check_key(key, _ENV_KEY) if key else _KEY_PLACEHOLDER
+    return _render_request(key, _HASH_PLACEHOLDER, contact)
+
+
+def _format_response(response: Response) -> str:
+    lines = [f"{response.status.code} {response.status.message}".rstrip()]
+    contact = response.contact
+    if contact is not None:
+        lines.append(f"contact {contact.id}")
+        for label in ("name", "surname", "email", "gsm"):
+            value = getattr(contact, label)
+            if value is not None:
+                lines.append(f"  {label}: {value}")
+        if contact.custom_fields is not None:
+            shown = ", ".join(f"{field.id}={field.value}" for field in contact.custom_fields)
+            lines.append(f"  custom_fields: {shown}")
+        if contact.groups is not None:
+            lines.append(f"  groups: {', '.join(map(str, contact.groups))}")
+    return "\n".join(lines) + "\n"
+
+
+def _format_json(response: Response) -> str:
+    import json
+
+    return json.dumps(dataclasses.asdict(response), ensure_ascii=False, indent=2) + "\n"
+
+
+def _write_text(stream: Any, text: str) -> None:
+    # A console that cannot show Turkish letters gets escapes, not a crash.
+    try:
+        stream.write(text)
+    except UnicodeEncodeError:
+        encoding = getattr(stream, "encoding", None) or "ascii"
+        stream.write(text.encode(encoding, "backslashreplace").decode(encoding))
+    stream.flush()
+
+
+def _write_bytes(stream: Any, data: bytes) -> None:
+    buffer = getattr(stream, "buffer", None)
+    if buffer is None:
+        _write_text(stream, data.decode("utf-8"))
+    else:
+        stream.flush()
+        buffer.write(data)
+        buffer.flush()
+
+
+def _report(message: str, exit_code: int) -> int:
+    _write_text(sys.stderr, f"iletimerkezi-edit: {message}\n")
+    return exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -23,7 +23,7 @@ import os
 import re
 import sys
 import xml.etree.ElementTree as ET
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, NamedTuple, NoReturn, Optional, Sequence, Tuple
 
 if TYPE_CHECKING:  # imported for real only when a call needs them
     import argparse
@@ -155,7 +155,6 @@ class Credentials:
     @classmethod
     def from_secret(cls, key: str, secret: str) -> Credentials:
         """Credentials for ``key``, with the hash computed from ``secret``."""
-        _check_key(key, "key")
         return cls(key, sign(key, secret))
 
     @classmethod
@@ -643,7 +642,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 def _argument_parser() -> argparse.ArgumentParser:
     import argparse
 
-    parser = argparse.ArgumentParser(
+    class OneLineErrorParser(argparse.ArgumentParser):
+        def error(self, message: str) -> NoReturn:  # usage errors, too, are one line
+            self.exit(_EXIT_USAGE, f"{self.prog}: {message} (see --help)\n")
+
+    parser = OneLineErrorParser(
         prog="iletimerkezi-edit",
         description="Edit a contact in an iletimerkezi.com address book.",
         epilog=_CLI_EPILOG,

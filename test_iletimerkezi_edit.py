@@ -995,7 +995,7 @@ def test_cli_wrong_credentials_exit_1(service):
 def test_cli_bad_usage_or_input_exits_2(args, env, named):
     code, stdout, stderr = run_cli(args, env)
     assert (code, stdout) == (2, "")
-    assert named in stderr
+    assert named in stderr and stderr.count("\n") == 1
 
 
 def test_cli_no_answer_exits_3(service):

@@ -23,7 +23,7 @@ import os
 import re
 import sys
 import xml.etree.ElementTree as ET
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, NamedTuple, NoReturn, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, NamedTuple, NoReturn, Optional, Sequence, Set, Tuple
 
 if TYPE_CHECKING:  # imported for real only when a call needs them
     import argparse
@@ -379,44 +379,45 @@ def _render_request(key: str, hash_: str, contact: Contact) -> bytes:
 
 
 def _render_custom_fields(custom_fields: object) -> List[str]:
-    fields = _check_list(custom_fields, "contact.custom_fields")
-    if not fields:
-        return ["    <custom_fields></custom_fields>"]
-    lines = ["    <custom_fields>"]
-    seen = set()
-    for index, field in enumerate(fields):
+    children: List[str] = []
+    seen: Set[int] = set()
+    for index, field in enumerate(_check_list(custom_fields, "contact.custom_fields")):
         where = f"contact.custom_fields[{index}]"
         if not isinstance(field, CustomField):
             raise ValidationError(f"{where} must be a CustomField, got {type(field).__name__}")
-        field_id = _check_id(field.id, where + ".id")
-        if field_id in seen:
-            raise ValidationError(f"{where}.id: custom field {field_id} is given more than once")
-        seen.add(field_id)
+        field_id = _unique_id(field.id, where + ".id", seen, "custom field")
         value = _escape(_check_text(field.value, where + ".value"))
-        lines += [
+        children += [
             "      <custom_field>",
             f"        <id>{field_id}</id>",
             f"        <value>{value}</value>",
             "      </custom_field>",
         ]
-    lines.append("    </custom_fields>")
-    return lines
+    return _wrapped("custom_fields", children)
 
 
 def _render_groups(groups: object) -> List[str]:
-    group_ids = _check_list(groups, "contact.groups")
-    if not group_ids:
-        return ["    <groups></groups>"]
-    lines = ["    <groups>"]
-    seen = set()
-    for index, group in enumerate(group_ids):
-        group_id = _check_id(group, f"contact.groups[{index}]")
-        if group_id in seen:
-            raise ValidationError(f"contact.groups[{index}]: group {group_id} is given more than once")
-        seen.add(group_id)
-        lines.append(f"      <id>{group_id}</id>")
-    lines.append("    </groups>")
-    return lines
+    seen: Set[int] = set()
+    children = [
+        f"      <id>{_unique_id(group, f'contact.groups[{index}]', seen, 'group')}</id>"
+        for index, group in enumerate(_check_list(groups, "contact.groups"))
+    ]
+    return _wrapped("groups", children)
+
+
+def _unique_id(value: object, where: str, seen: Set[int], kind: str) -> int:
+    # The same id twice would leave it to the server which value wins.
+    number = _check_id(value, where)
+    if number in seen:
+        raise ValidationError(f"{where}: {kind} {number} is given more than once")
+    seen.add(number)
+    return number
+
+
+def _wrapped(tag: str, children: List[str]) -> List[str]:
+    if not children:
+        return [f"    <{tag}></{tag}>"]
+    return [f"    <{tag}>", *children, f"    </{tag}>"]
 
 
 # -- parsing -----------------------------------------------------------------

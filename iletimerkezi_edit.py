@@ -523,7 +523,12 @@ def _parse_url(url: object) -> _Endpoint:
     text = _check_str(url, "url", allow_empty=False)
     if _URL_FORBIDDEN.search(text):
         raise ValidationError("url must not contain white space or control characters")
-    parts = urlsplit(text)
+    if not text.isascii():
+        raise ValidationError("url must be ASCII: percent-encode the path, use the xn-- form of the host")
+    try:
+        parts = urlsplit(text)
+    except ValueError as exc:  # e.g. an unclosed "[" around an IPv6 address
+        raise ValidationError(f"url is malformed: {exc}") from None
     scheme = parts.scheme.lower()
     if scheme not in ("https", "http"):
         raise ValidationError(f"url must start with https://, got {text[:40]!r}")
@@ -535,7 +540,9 @@ def _parse_url(url: object) -> _Endpoint:
     try:
         port = parts.port
     except ValueError:
-        raise ValidationError(f"url has an invalid port: {text[:40]!r}") from None
+        port = 0
+    if port == 0:
+        raise ValidationError(f"url has an invalid port: {text[:40]!r}")
     if scheme == "http" and not _is_loopback(host):
         raise ValidationError("url must use https://; plain http:// is allowed only for localhost, 127.0.0.0/8 and ::1")
     path = (parts.path or "/") + ("?" + parts.query if parts.query else "")

@@ -491,8 +491,12 @@ def _parse_contact(element: ET.Element, http_status: Optional[int]) -> Contact:
 class _Endpoint(NamedTuple):
     scheme: str
     host: str
-    port: Optional[int]
+    port: int
     path: str
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
 
 
 def edit_contact(
@@ -538,11 +542,17 @@ def _parse_url(url: object) -> _Endpoint:
     if parts.username is not None or parts.password is not None:
         raise ValidationError("url must not contain a user name or password")
     try:
+        host.encode("idna")
+    except UnicodeError:
+        raise ValidationError(f"url host is not a valid host name: {host[:40]!r}") from None
+    try:
         port = parts.port
     except ValueError:
         port = 0
     if port == 0:
         raise ValidationError(f"url has an invalid port: {text[:40]!r}")
+    if port is None:  # explicit, or http.client reads "::1" as host ":" port 1
+        port = 443 if scheme == "https" else 80
     if scheme == "http" and not _is_loopback(host):
         raise ValidationError("url must use https://; plain http:// is allowed only for localhost, 127.0.0.0/8 and ::1")
     path = (parts.path or "/") + ("?" + parts.query if parts.query else "")
@@ -578,25 +588,28 @@ def _post(endpoint: _Endpoint, body: bytes, timeout: float, ssl_context: Optiona
     """POST ``body`` and return the HTTP status and the body of the answer, whatever its status."""
     import http.client
 
-    connection: http.client.HTTPConnection
+    connection: Optional[http.client.HTTPConnection] = None
+    context: Optional[ssl.SSLContext] = None
     if endpoint.scheme == "https":
         import ssl
 
         if ssl_context is not None and not isinstance(ssl_context, ssl.SSLContext):
             raise ValidationError(f"ssl_context must be an ssl.SSLContext, got {type(ssl_context).__name__}")
         context = _default_ssl_context() if ssl_context is None else ssl_context
-        connection = http.client.HTTPSConnection(endpoint.host, endpoint.port, timeout=timeout, context=context)
-    else:
-        connection = http.client.HTTPConnection(endpoint.host, endpoint.port, timeout=timeout)
     headers = {"Content-Type": _CONTENT_TYPE, "Accept": "text/xml", "User-Agent": _USER_AGENT}
     try:
+        if context is not None:
+            connection = http.client.HTTPSConnection(endpoint.host, endpoint.port, timeout=timeout, context=context)
+        else:
+            connection = http.client.HTTPConnection(endpoint.host, endpoint.port, timeout=timeout)
         connection.request("POST", endpoint.path, body=body, headers=headers)
         answer = connection.getresponse()
         payload = answer.read(_MAX_RESPONSE_BYTES + 1)
     except (OSError, http.client.HTTPException) as exc:
-        raise TransportError(f"no answer from {endpoint.host}: {type(exc).__name__}: {exc}") from exc
+        raise TransportError(f"no answer from {endpoint}: {type(exc).__name__}: {exc}") from exc
     finally:
-        connection.close()
+        if connection is not None:
+            connection.close()
     if len(payload) > _MAX_RESPONSE_BYTES:
         raise ResponseError(f"the response is larger than {_MAX_RESPONSE_BYTES} bytes", answer.status)
     return answer.status, payload

@@ -848,6 +848,8 @@ def test_tls_failure_is_a_transport_error(service):
         ("https://api.iletimerkezi.com:0/", "invalid port"),
         ("https://api.iletimerkezi.com:x/", "invalid port"),
         ("https://[::1/v1/edit-contact", "malformed"),
+        ("https://" + "a" * 64 + ".com/", "not a valid host name"),
+        ("https://api..iletimerkezi.com/", "not a valid host name"),
         ("http://127.0.0.1/yol/ş", "must be ASCII"),
         ("https://iletimerkezi.çom/", "must be ASCII"),
         ("https://api.iletimerkezi.com/v1/edit contact", "white space"),
@@ -865,6 +867,17 @@ def test_plain_http_is_allowed_for_loopback_hosts(host):
     # Nothing listens there, so an allowed URL ends in TransportError, not ValidationError.
     with pytest.raises(ie.TransportError):
         ie.edit_contact(CREDS, ie.Contact(1, name="x"), url=f"http://{host}:{unused_port()}{PATH}", timeout=5)
+
+
+@pytest.mark.parametrize(
+    "url, where",
+    [("https://[::1]/v1/edit-contact", "[::1]:443"), ("http://[::1]/v1/edit-contact", "[::1]:80"),
+     ("http://127.0.0.1/v1/edit-contact", "127.0.0.1:80")],
+)
+def test_a_url_without_port_uses_the_scheme_default(url, where):
+    # http.client alone would read "::1" as host ":" and port 1.
+    with pytest.raises(ie.TransportError, match=re.escape(f"no answer from {where}:")):
+        ie.edit_contact(CREDS, ie.Contact(1, name="x"), url=url, timeout=5)
 
 
 def test_loopback_http_reaches_the_service(service):

@@ -781,7 +781,8 @@ def _write_bytes(stream: Any, data: bytes) -> None:
 
 
 def _report(message: str, exit_code: int) -> int:
-    _write_text(sys.stderr, f"iletimerkezi-edit: {message}\n")
+    one_line = " ".join(message.split())  # the server's text may hold newlines
+    _write_text(sys.stderr, f"iletimerkezi-edit: {one_line}\n")
     return exit_code
 
 

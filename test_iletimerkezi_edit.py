@@ -988,6 +988,13 @@ def test_cli_api_refusal_exits_1_with_the_code(service):
     assert stderr.count("\n") == 1 and "465" in stderr and "Kişi bulunamadı." in stderr
 
 
+def test_cli_error_stays_one_line_when_the_server_message_has_newlines(service):
+    body = response_document(465).replace("Kişi bulunamadı.".encode("utf-8"), "Kişi\n  bulunamadı.".encode("utf-8"))
+    service.canned.append((465, body, "text/xml; charset=utf-8", ()))
+    code, _, stderr = run_cli(["--id", "1009", "--name", "x", "--url", service.url], CREDENTIAL_ENV)
+    assert code == 1 and stderr.count("\n") == 1 and "465 Kişi bulunamadı." in stderr
+
+
 def test_cli_wrong_credentials_exit_1(service):
     code, _, stderr = run_cli(["--id", "1009", "--name", "x", "--url", service.url],
                               {"ILETIMERKEZI_KEY": KEY, "ILETIMERKEZI_SECRET": "wrong"})

@@ -588,28 +588,26 @@ def _post(endpoint: _Endpoint, body: bytes, timeout: float, ssl_context: Optiona
     """POST ``body`` and return the HTTP status and the body of the answer, whatever its status."""
     import http.client
 
-    connection: Optional[http.client.HTTPConnection] = None
-    context: Optional[ssl.SSLContext] = None
+    # The port is always explicit, so constructing a connection parses nothing and cannot fail.
+    connection: http.client.HTTPConnection
     if endpoint.scheme == "https":
         import ssl
 
         if ssl_context is not None and not isinstance(ssl_context, ssl.SSLContext):
             raise ValidationError(f"ssl_context must be an ssl.SSLContext, got {type(ssl_context).__name__}")
         context = _default_ssl_context() if ssl_context is None else ssl_context
+        connection = http.client.HTTPSConnection(endpoint.host, endpoint.port, timeout=timeout, context=context)
+    else:
+        connection = http.client.HTTPConnection(endpoint.host, endpoint.port, timeout=timeout)
     headers = {"Content-Type": _CONTENT_TYPE, "Accept": "text/xml", "User-Agent": _USER_AGENT}
     try:
-        if context is not None:
-            connection = http.client.HTTPSConnection(endpoint.host, endpoint.port, timeout=timeout, context=context)
-        else:
-            connection = http.client.HTTPConnection(endpoint.host, endpoint.port, timeout=timeout)
         connection.request("POST", endpoint.path, body=body, headers=headers)
         answer = connection.getresponse()
         payload = answer.read(_MAX_RESPONSE_BYTES + 1)
     except (OSError, http.client.HTTPException) as exc:
         raise TransportError(f"no answer from {endpoint}: {type(exc).__name__}: {exc}") from exc
     finally:
-        if connection is not None:
-            connection.close()
+        connection.close()
     if len(payload) > _MAX_RESPONSE_BYTES:
         raise ResponseError(f"the response is larger than {_MAX_RESPONSE_BYTES} bytes", answer.status)
     return answer.status, payload

@@ -15,18 +15,24 @@ The file reads top to bottom: constants, errors, data classes, the pure core
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
 import hmac
+import io
+import logging
 import os
 import re
 import sys
+import time
 import xml.etree.ElementTree as ET
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, NamedTuple, NoReturn, Optional, Sequence, Set, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, NamedTuple, NoReturn, Optional, Sequence, Set
 
 if TYPE_CHECKING:  # imported for real only when a call needs them
     import argparse
+    import http.client
+    import socket
     import ssl
 
 __all__ = [
@@ -57,13 +63,26 @@ API_URL = "https://api.iletimerkezi.com/v1/edit-contact"
 _CONTENT_TYPE = "text/xml; charset=utf-8"
 _USER_AGENT = "iletimerkezi_edit/" + __version__
 _MAX_RESPONSE_BYTES = 1 << 20  # real answers are under 2 KiB
+_READ_SIZE = 1 << 16
 _MAX_ID = 2**63 - 1
 
 _ENV_KEY = "ILETIMERKEZI_KEY"
 _ENV_SECRET = "ILETIMERKEZI_SECRET"
 _ENV_HASH = "ILETIMERKEZI_HASH"
+_REDACTED = "REDACTED"  # stands for the hash wherever it could be seen
 
 _SUCCESS = 200
+_UNAVAILABLE = 503
+
+# Waits between tries: the n-th retry waits a random time between half of and
+# the whole of min(_BACKOFF_CAP, _BACKOFF_FIRST * 2 ** (n - 1)) seconds, unless
+# the answer said Retry-After (seconds, capped at _RETRY_AFTER_CAP).
+_BACKOFF_FIRST = 0.5
+_BACKOFF_CAP = 8.0
+_RETRY_AFTER_CAP = 30.0
+
+_log = logging.getLogger("iletimerkezi_edit")
+_log.addHandler(logging.NullHandler())
 
 # English for every status code the provider documents for this call and its
 # siblings; the server's own message (Turkish) travels beside it.
@@ -86,6 +105,17 @@ _NOT_XML_CHAR = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff
 _ASCII_DIGITS = re.compile("[0-9]+")
 _HEX_SHA256 = re.compile("[0-9a-fA-F]{64}")
 _URL_FORBIDDEN = re.compile("[\x00-\x20\x7f]")
+
+# A DTD is refused before expat sees it, so that no expat version can expand an
+# entity. The scan is sound because the body must be UTF-8 without NUL bytes:
+# then "<!DOCTYPE" can only be spelt with these very bytes. Comments, processing
+# instructions and CDATA are skipped the way expat skips them, so a contact
+# named "<!DOCTYPE" in CDATA is still accepted.
+_XML_DECLARATION = re.compile(rb"(?:\xef\xbb\xbf)?<\?xml\s([^?]*)\?>")
+_DECLARED_ENCODING = re.compile(rb"encoding\s*=\s*([\"'])(.*?)\1")
+_ACCEPTED_ENCODINGS = (b"utf-8", b"us-ascii")
+_INERT_MARKUP = re.compile(rb"<!\[CDATA\[.*?\]\]>|<!--.*?-->|<\?.*?\?>", re.DOTALL)
+_DTD_MARKUP = re.compile(rb"<!(?:DOCTYPE|ENTITY)")
 
 
 # ---------------------------------------------------------------------------
@@ -426,12 +456,30 @@ def _wrapped(tag: str, children: List[str]) -> List[str]:
 def _parse_xml(body: bytes, http_status: Optional[int]) -> ET.Element:
     if not body.strip():
         raise ResponseError("the response body is empty", http_status)
+    _refuse_unsafe_xml(body, http_status)
     try:
         return ET.fromstring(body)
     except ET.ParseError as exc:
         raise ResponseError(f"the response is not well-formed XML: {exc}", http_status) from None
     except (ValueError, LookupError) as exc:  # bad encoding declarations and the like
         raise ResponseError(f"the response XML cannot be decoded: {exc}", http_status) from None
+
+
+def _refuse_unsafe_xml(body: bytes, http_status: Optional[int]) -> None:
+    """Refuse anything but UTF-8, and any DTD, before the parser sees it."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ResponseError(f"the response is not UTF-8 (byte {exc.start} is invalid)", http_status) from None
+    if "\x00" in text:  # also what a UTF-16 or UTF-32 document would contain
+        raise ResponseError("the response contains a NUL byte", http_status)
+    declaration = _XML_DECLARATION.match(body)
+    encoding = declaration and _DECLARED_ENCODING.search(declaration.group(1))
+    if encoding and encoding.group(2).lower() not in _ACCEPTED_ENCODINGS:
+        shown = encoding.group(2)[:40].decode("ascii", "replace")
+        raise ResponseError(f"the response declares encoding {shown!r}; only UTF-8 is accepted", http_status)
+    if _DTD_MARKUP.search(body) and _DTD_MARKUP.search(_INERT_MARKUP.sub(b"", body)):
+        raise ResponseError("the response contains a DTD (<!DOCTYPE or <!ENTITY>), which is refused", http_status)
 
 
 def _parse_number(text: Optional[str], where: str, http_status: Optional[int]) -> int:
@@ -495,8 +543,26 @@ class _Endpoint(NamedTuple):
     path: str
 
     def __str__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
+        return f"{self._bracketed_host}:{self.port}"
+
+    @property
+    def _bracketed_host(self) -> str:
+        return f"[{self.host}]" if ":" in self.host else self.host
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://{self.host_header}{self.path}"
+
+    @property
+    def host_header(self) -> str:
+        default_port = 443 if self.scheme == "https" else 80
+        return self._bracketed_host if self.port == default_port else str(self)
+
+
+class _Answer(NamedTuple):
+    status: int
+    retry_after: Optional[float]
+    body: bytes
 
 
 def edit_contact(
@@ -505,20 +571,44 @@ def edit_contact(
     *,
     url: str = API_URL,
     timeout: float = 30.0,
+    retries: int = 2,
     ssl_context: Optional[ssl.SSLContext] = None,
 ) -> Response:
-    """Send the edit and return the parsed answer.
+    """Send the edit and return the parsed answer, trying again up to ``retries`` times.
 
     Raises ``ValidationError`` before connecting if any input is bad,
-    ``APIError`` if the API refuses, ``TransportError`` if no answer arrives
-    within ``timeout`` seconds per network operation, ``ResponseError`` if the
-    answer is not a response document. Redirects are not followed.
+    ``APIError`` if the API refuses, ``TransportError`` if no answer arrives,
+    ``ResponseError`` if the answer is not a response document. Each attempt,
+    from connecting to the last byte, ends within ``timeout`` seconds. Only a
+    missing answer, status 503 and an unreadable 5xx answer are tried again;
+    the last error is raised as it was. Redirects are not followed.
+    ``ssl_context`` replaces the default (system CAs, host name checked) for
+    https:// URLs.
     """
     endpoint = _parse_url(url)
     _check_timeout(timeout)
+    _check_retries(retries)
+    context = _tls_context(ssl_context) if endpoint.scheme == "https" else None
     body = build_request(credentials, contact)
-    http_status, payload = _post(endpoint, body, timeout, ssl_context)
-    return parse_response(payload, http_status)
+    request = _request_head(endpoint, len(body)) + body
+    attempt = 1
+    while True:
+        started = time.monotonic()
+        answer: Optional[_Answer] = None
+        try:
+            answer = _exchange(endpoint, context, request, started + timeout)
+            response = parse_response(answer.body, answer.status)
+        except IletiMerkeziError as error:
+            _scrub(error, credentials.hash)
+            wait = _retry_wait(error, answer, attempt, retries)
+            _log_attempt(endpoint, attempt, retries, started, answer, error, wait, body, credentials.hash)
+            if wait is None:
+                raise
+            time.sleep(wait)
+            attempt += 1
+            continue
+        _log_attempt(endpoint, attempt, retries, started, answer, None, None, body, credentials.hash)
+        return response
 
 
 def _parse_url(url: object) -> _Endpoint:
@@ -551,7 +641,7 @@ def _parse_url(url: object) -> _Endpoint:
         port = 0
     if port == 0:
         raise ValidationError(f"url has an invalid port: {text[:40]!r}")
-    if port is None:  # explicit, or http.client reads "::1" as host ":" port 1
+    if port is None:
         port = 443 if scheme == "https" else 80
     if scheme == "http" and not _is_loopback(host):
         raise ValidationError("url must use https://; plain http:// is allowed only for localhost, 127.0.0.0/8 and ::1")
@@ -576,6 +666,22 @@ def _check_timeout(timeout: object) -> float:
     return float(timeout)
 
 
+def _check_retries(retries: object) -> int:
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise ValidationError(f"retries must be a whole number, 0 or more, got {retries!r}")
+    return retries
+
+
+def _tls_context(ssl_context: object) -> ssl.SSLContext:
+    import ssl
+
+    if ssl_context is None:
+        return _default_ssl_context()
+    if not isinstance(ssl_context, ssl.SSLContext):
+        raise ValidationError(f"ssl_context must be an ssl.SSLContext, got {type(ssl_context).__name__}")
+    return ssl_context
+
+
 @functools.lru_cache(maxsize=1)
 def _default_ssl_context() -> ssl.SSLContext:
     # Loading the system's CA certificates takes milliseconds; do it once.
@@ -584,33 +690,234 @@ def _default_ssl_context() -> ssl.SSLContext:
     return ssl.create_default_context()
 
 
-def _post(endpoint: _Endpoint, body: bytes, timeout: float, ssl_context: Optional[ssl.SSLContext]) -> Tuple[int, bytes]:
-    """POST ``body`` and return the HTTP status and the body of the answer, whatever its status."""
+# -- one attempt -------------------------------------------------------------
+
+
+def _request_head(endpoint: _Endpoint, length: int) -> bytes:
+    # Every part is checked ASCII without white space by _parse_url.
+    return (
+        f"POST {endpoint.path} HTTP/1.1\r\n"
+        f"Host: {endpoint.host_header}\r\n"
+        f"Content-Type: {_CONTENT_TYPE}\r\n"
+        f"Content-Length: {length}\r\n"
+        "Accept: text/xml\r\n"
+        "Accept-Encoding: identity\r\n"
+        f"User-Agent: {_USER_AGENT}\r\n"
+        "Connection: close\r\n"
+        "\r\n"
+    ).encode("ascii")
+
+
+def _exchange(endpoint: _Endpoint, context: Optional[ssl.SSLContext], request: bytes, deadline: float) -> _Answer:
+    """Send ``request`` and read the answer, whatever its status, all before ``deadline``."""
     import http.client
 
-    # The port is always explicit, so constructing a connection parses nothing and cannot fail.
-    connection: http.client.HTTPConnection
-    if endpoint.scheme == "https":
-        import ssl
-
-        if ssl_context is not None and not isinstance(ssl_context, ssl.SSLContext):
-            raise ValidationError(f"ssl_context must be an ssl.SSLContext, got {type(ssl_context).__name__}")
-        context = _default_ssl_context() if ssl_context is None else ssl_context
-        connection = http.client.HTTPSConnection(endpoint.host, endpoint.port, timeout=timeout, context=context)
-    else:
-        connection = http.client.HTTPConnection(endpoint.host, endpoint.port, timeout=timeout)
-    headers = {"Content-Type": _CONTENT_TYPE, "Accept": "text/xml", "User-Agent": _USER_AGENT}
+    sock: Optional[socket.socket] = None
     try:
-        connection.request("POST", endpoint.path, body=body, headers=headers)
-        answer = connection.getresponse()
-        payload = answer.read(_MAX_RESPONSE_BYTES + 1)
-    except (OSError, http.client.HTTPException) as exc:
+        sock = _open(endpoint, context, deadline)
+        _set_deadline(sock, deadline)
+        sock.sendall(request)
+        answer = http.client.HTTPResponse(_DeadlineSocket(sock, deadline), method="POST")  # type: ignore[arg-type]
+        answer.begin()
+        body = _read_capped(answer)
+    except (OSError, http.client.HTTPException, ValueError) as exc:
         raise TransportError(f"no answer from {endpoint}: {type(exc).__name__}: {exc}") from exc
     finally:
-        connection.close()
-    if len(payload) > _MAX_RESPONSE_BYTES:
-        raise ResponseError(f"the response is larger than {_MAX_RESPONSE_BYTES} bytes", answer.status)
-    return answer.status, payload
+        if sock is not None:
+            sock.close()
+    return _Answer(answer.status, _parse_retry_after(answer.getheader("Retry-After")), body)
+
+
+def _open(endpoint: _Endpoint, context: Optional[ssl.SSLContext], deadline: float) -> socket.socket:
+    """A connected socket, TLS done when ``context`` is given."""
+    sock = _connect(endpoint, deadline)
+    if context is None:
+        return sock
+    try:
+        _set_deadline(sock, deadline)  # the handshake as a whole is bounded by the socket's timeout
+        return context.wrap_socket(sock, server_hostname=endpoint.host)
+    except BaseException:
+        sock.close()
+        raise
+
+
+def _connect(endpoint: _Endpoint, deadline: float) -> socket.socket:
+    """Try each address in turn, all within one deadline (``socket.create_connection`` gives each the whole timeout)."""
+    import socket
+
+    error = OSError(f"no address found for {endpoint.host}")
+    for family, kind, protocol, _, address in _resolve(endpoint, deadline):
+        sock = socket.socket(family, kind, protocol)
+        try:
+            _set_deadline(sock, deadline)
+            sock.connect(address)
+        except OSError as exc:
+            sock.close()
+            error = exc
+            continue
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # head and body leave in one write anyway
+        return sock
+    raise error
+
+
+def _resolve(endpoint: _Endpoint, deadline: float) -> List[Any]:
+    """``getaddrinfo`` for the endpoint, given up at ``deadline``: the system resolver has no timeout of ours."""
+    import socket
+    import threading
+
+    try:
+        return socket.getaddrinfo(endpoint.host, endpoint.port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
+    except socket.gaierror:
+        pass  # a name, not an address
+    found: List[Any] = []
+
+    def look_up() -> None:
+        try:
+            found.append(socket.getaddrinfo(endpoint.host, endpoint.port, type=socket.SOCK_STREAM))
+        except OSError as exc:
+            found.append(exc)
+
+    worker = threading.Thread(target=look_up, name="iletimerkezi_edit-resolve", daemon=True)
+    worker.start()
+    worker.join(max(0.0, deadline - time.monotonic()))
+    if not found:
+        raise socket.timeout(f"looking up {endpoint.host} timed out")
+    if isinstance(found[0], OSError):
+        raise found[0]
+    return list(found[0])
+
+
+def _set_deadline(sock: socket.socket, deadline: float) -> None:
+    import socket
+
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise socket.timeout("timed out")
+    sock.settimeout(remaining)
+
+
+class _DeadlineReader(io.RawIOBase):
+    """A socket's input in which every read ends by one deadline, so a dribbling server cannot stretch it."""
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        super().__init__()
+        self._sock = sock
+        self._deadline = deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        _set_deadline(self._sock, self._deadline)
+        return self._sock.recv_into(buffer)
+
+
+class _DeadlineSocket:
+    """All that ``http.client.HTTPResponse`` asks of a socket: a file to read the answer from."""
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        self._sock = sock
+        self._deadline = deadline
+
+    def makefile(self, mode: str) -> io.BufferedReader:
+        return io.BufferedReader(_DeadlineReader(self._sock, self._deadline))
+
+
+def _read_capped(answer: http.client.HTTPResponse) -> bytes:
+    """The body, in pieces so that an endless one is refused once past the cap."""
+    import http.client
+
+    pieces: List[bytes] = []
+    size = 0
+    while True:
+        piece = answer.read(_READ_SIZE)
+        if not piece:
+            break
+        size += len(piece)
+        if size > _MAX_RESPONSE_BYTES:
+            raise ResponseError(f"the response is larger than {_MAX_RESPONSE_BYTES} bytes", answer.status)
+        pieces.append(piece)
+    if answer.length:  # Content-Length promised more than arrived before the connection closed
+        raise http.client.IncompleteRead(b"", answer.length)
+    return b"".join(pieces)
+
+
+def _parse_retry_after(value: Optional[str]) -> Optional[float]:
+    # Only the delay-seconds form; an HTTP date falls back to the backoff.
+    if value is None or not _ASCII_DIGITS.fullmatch(value.strip()):
+        return None
+    return min(float(value.strip()), _RETRY_AFTER_CAP)
+
+
+# -- retries, secrets, logging -----------------------------------------------
+
+
+def _retry_wait(error: IletiMerkeziError, answer: Optional[_Answer], attempt: int, retries: int) -> Optional[float]:
+    """Seconds to wait before trying again, or ``None`` when ``error`` is final."""
+    if attempt > retries or not _is_retryable(error):
+        return None
+    if answer is not None and answer.retry_after is not None:
+        return answer.retry_after
+    import random
+
+    ceiling = min(_BACKOFF_CAP, _BACKOFF_FIRST * 2 ** min(attempt - 1, 16))
+    return random.uniform(ceiling / 2, ceiling)
+
+
+def _is_retryable(error: IletiMerkeziError) -> bool:
+    if isinstance(error, TransportError):
+        # A certificate that does not verify will not verify on the next try either.
+        ssl = sys.modules.get("ssl")
+        return ssl is None or not isinstance(error.__cause__, ssl.SSLCertVerificationError)
+    if isinstance(error, APIError):
+        return error.code == _UNAVAILABLE
+    if isinstance(error, ResponseError):
+        return error.http_status is not None and 500 <= error.http_status < 600
+    return False
+
+
+def _redact(text: str, secret: str) -> str:
+    return re.sub(re.escape(secret), _REDACTED, text, flags=re.IGNORECASE)
+
+
+def _scrub(error: BaseException, secret: str) -> None:
+    """Take ``secret`` out of ``error`` and cut off any cause that carries it (a server may echo the request)."""
+    error.args = tuple(_redact(arg, secret) if isinstance(arg, str) else arg for arg in error.args)
+    if isinstance(error, APIError):
+        error.message = _redact(error.message, secret)
+    linked = error.__cause__ or error.__context__
+    while linked is not None:
+        if secret.lower() in f"{linked!s} {linked!r} {linked.args!r}".lower():
+            error.__cause__ = error.__context__ = None
+            error.__suppress_context__ = True
+            return
+        linked = linked.__cause__ or linked.__context__
+
+
+def _log_attempt(
+    endpoint: _Endpoint,
+    attempt: int,
+    retries: int,
+    started: float,
+    answer: Optional[_Answer],
+    error: Optional[IletiMerkeziError],
+    wait: Optional[float],
+    body: bytes,
+    secret: str,
+) -> None:
+    if not _log.isEnabledFor(logging.DEBUG):
+        return
+    status = answer.status if answer is not None else getattr(error, "http_status", None)
+    outcome = "no answer" if status is None else f"HTTP {status}"
+    if error is not None:
+        outcome += f", {type(error).__name__}: {' '.join(str(error).split())}"
+    if wait is not None:
+        outcome += f", trying again in {wait:.2f} s"
+    _log.debug(
+        "POST %s attempt %d of %d: %s after %d ms; request %r",
+        endpoint.url, attempt, retries + 1, outcome, (time.monotonic() - started) * 1000,
+        _redact(body.decode("utf-8"), secret),
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -623,7 +930,6 @@ _EXIT_USAGE = 2
 _EXIT_NO_ANSWER = 3
 
 _KEY_PLACEHOLDER = "YOUR_API_KEY"
-_HASH_PLACEHOLDER = "REDACTED"
 
 _CLI_EPILOG = f"""\
 credentials come from the environment: {_ENV_KEY} plus {_ENV_SECRET} or {_ENV_HASH}.
@@ -645,7 +951,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             _check_timeout(args.timeout)
             _write_bytes(sys.stdout, _dry_run_request(contact))
             return _EXIT_OK
-        response = edit_contact(Credentials.from_env(), contact, url=args.url, timeout=args.timeout)
+        with _logging_to_stderr(args.verbose):
+            response = edit_contact(
+                Credentials.from_env(), contact, url=args.url, timeout=args.timeout, retries=args.retries
+            )
     except ValidationError as exc:
         return _report(f"invalid input: {exc}", _EXIT_USAGE)
     except APIError as exc:
@@ -689,7 +998,16 @@ def _argument_parser() -> argparse.ArgumentParser:
     )
     groups.add_argument("--clear-groups", action="store_true", help="send an empty <groups> element")
     parser.add_argument("--url", default=API_URL, help="endpoint (default: %(default)s)")
-    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per network operation (default: 30)")
+    parser.add_argument(
+        "--timeout", type=float, default=30.0, help="seconds each attempt may take, connect to last byte (default: 30)"
+    )
+    parser.add_argument(
+        "--retries", type=_retries_argument, default=2, metavar="N",
+        help="tries again after no answer, 503 or an unreadable 5xx answer (default: 2)",
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log each attempt to stderr (the hash is never shown)"
+    )
     parser.add_argument("--json", action="store_true", help="print the returned status and contact as JSON")
     parser.add_argument(
         "--dry-run", action="store_true",
@@ -706,6 +1024,14 @@ def _id_argument(text: str) -> int:
         return _check_id(text, "id")
     except ValidationError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _retries_argument(text: str) -> int:
+    import argparse
+
+    if not _ASCII_DIGITS.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"retries must be a whole number, 0 or more, got {text[:40]!r}")
+    return int(text)
 
 
 def _field_argument(text: str) -> CustomField:
@@ -729,10 +1055,27 @@ def _contact_from_args(args: argparse.Namespace) -> Contact:
     )
 
 
+@contextlib.contextmanager
+def _logging_to_stderr(enabled: bool) -> Iterator[None]:
+    if not enabled:
+        yield
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("iletimerkezi-edit: %(message)s"))
+    level = _log.level
+    _log.addHandler(handler)
+    _log.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        _log.removeHandler(handler)
+        _log.setLevel(level)
+
+
 def _dry_run_request(contact: Contact) -> bytes:
     key = os.environ.get(_ENV_KEY)
     key = _check_key(key, _ENV_KEY) if key else _KEY_PLACEHOLDER
-    return _render_request(key, _HASH_PLACEHOLDER, contact)
+    return _render_request(key, _REDACTED, contact)
 
 
 def _format_response(response: Response) -> str:

@@ -165,6 +165,23 @@ def response_document(code, contact=None):
     return ("\n".join(lines) + "\n").encode("utf-8")
 
 
+def http_answer(status, payload, content_type="text/xml; charset=utf-8", extra=(), length=None):
+    """The bytes of an answer with nginx's headers and the real server's UTF-8 Turkish reason phrase."""
+    # http.server would encode the reason phrase as Latin-1; the real server sends UTF-8.
+    reason = SERVER_MESSAGES.get(status, "Hata")
+    head = [f"HTTP/1.1 {status} {reason}"]
+    head += [
+        "Server: nginx",
+        f"Content-Type: {content_type}",
+        f"Content-Length: {len(payload) if length is None else length}",
+        "Connection: keep-alive",
+        "Cache-Control: no-store, no-cache, must-revalidate",
+        "Set-Cookie: PHPSESSID=fake; path=/",
+    ]
+    head += [f"{name}: {value}" for name, value in extra]
+    return ("\r\n".join(head) + "\r\n\r\n").encode("utf-8") + payload
+
+
 class FakeService:
     """An address book with the rules the provider documents, and a log of what it was sent."""
 
@@ -249,19 +266,7 @@ class FakeHandler(http.server.BaseHTTPRequestHandler):
         self.send_raw(status, payload, content_type, extra)
 
     def send_raw(self, status, payload, content_type, extra=()):
-        # http.server would encode the reason phrase as Latin-1; the real server sends UTF-8.
-        reason = SERVER_MESSAGES.get(status, "Hata")
-        head = [f"HTTP/1.1 {status} {reason}"]
-        head += [
-            "Server: nginx",
-            f"Content-Type: {content_type}",
-            f"Content-Length: {len(payload)}",
-            "Connection: keep-alive",
-            "Cache-Control: no-store, no-cache, must-revalidate",
-            "Set-Cookie: PHPSESSID=fake; path=/",
-        ]
-        head += [f"{name}: {value}" for name, value in extra]
-        self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode("utf-8") + payload)
+        self.wfile.write(http_answer(status, payload, content_type, extra))
         self.wfile.flush()
 
     def log_message(self, format, *args):
@@ -792,7 +797,7 @@ def test_wrong_path_raises_404(service):
 def test_answers_are_mapped_to_errors_with_their_http_status(service, canned, error, http_status):
     service.canned.append(canned)
     with pytest.raises(error) as caught:
-        ie.edit_contact(CREDS, ie.Contact(1009, name="x"), url=service.url)
+        ie.edit_contact(CREDS, ie.Contact(1009, name="x"), url=service.url, retries=0)
     assert type(caught.value) is error and caught.value.http_status == http_status
     assert len(service.requests) == 1  # a redirect is not followed
 
@@ -806,13 +811,14 @@ def test_an_answer_over_one_mebibyte_is_refused(service):
 
 def test_refused_connection_is_a_transport_error():
     with pytest.raises(ie.TransportError, match="127.0.0.1"):
-        ie.edit_contact(CREDS, ie.Contact(1, name="x"), url=f"http://127.0.0.1:{unused_port()}{PATH}", timeout=5)
+        ie.edit_contact(CREDS, ie.Contact(1, name="x"), url=f"http://127.0.0.1:{unused_port()}{PATH}", timeout=5,
+                        retries=0)
 
 
 def test_connection_closed_without_an_answer_is_a_transport_error():
     with raw_server(lambda connection, released: read_request(connection)) as url:
         with pytest.raises(ie.TransportError):
-            ie.edit_contact(CREDS, ie.Contact(1, name="x"), url=url, timeout=5)
+            ie.edit_contact(CREDS, ie.Contact(1, name="x"), url=url, timeout=5, retries=0)
 
 
 def test_silent_server_times_out_with_a_transport_error():
@@ -823,14 +829,14 @@ def test_silent_server_times_out_with_a_transport_error():
     with raw_server(hang) as url:
         started = time.monotonic()
         with pytest.raises(ie.TransportError, match="timed out"):
-            ie.edit_contact(CREDS, ie.Contact(1, name="x"), url=url, timeout=0.3)
+            ie.edit_contact(CREDS, ie.Contact(1, name="x"), url=url, timeout=0.3, retries=0)
         assert time.monotonic() - started < 5
 
 
 def test_tls_failure_is_a_transport_error(service):
     https_url = service.url.replace("http://", "https://")
     with pytest.raises(ie.TransportError):
-        ie.edit_contact(CREDS, ie.Contact(1009, name="x"), url=https_url, timeout=5)
+        ie.edit_contact(CREDS, ie.Contact(1009, name="x"), url=https_url, timeout=5, retries=0)
     assert service.requests == []
 
 
@@ -866,7 +872,8 @@ def test_bad_urls_are_refused_before_connecting(url, message):
 def test_plain_http_is_allowed_for_loopback_hosts(host):
     # Nothing listens there, so an allowed URL ends in TransportError, not ValidationError.
     with pytest.raises(ie.TransportError):
-        ie.edit_contact(CREDS, ie.Contact(1, name="x"), url=f"http://{host}:{unused_port()}{PATH}", timeout=5)
+        ie.edit_contact(CREDS, ie.Contact(1, name="x"), url=f"http://{host}:{unused_port()}{PATH}", timeout=5,
+                        retries=0)
 
 
 @pytest.mark.parametrize(
@@ -876,7 +883,7 @@ def test_plain_http_is_allowed_for_loopback_hosts(host):
 def test_a_url_without_port_uses_the_scheme_default(url, where):
     # http.client alone would read "::1" as host ":" and port 1.
     with pytest.raises(ie.TransportError, match=re.escape(f"no answer from {where}:")):
-        ie.edit_contact(CREDS, ie.Contact(1, name="x"), url=url, timeout=5)
+        ie.edit_contact(CREDS, ie.Contact(1, name="x"), url=url, timeout=5, retries=0)
 
 
 def test_loopback_http_reaches_the_service(service):
@@ -1023,11 +1030,11 @@ def test_cli_bad_usage_or_input_exits_2(args, env, named):
 
 
 def test_cli_no_answer_exits_3(service):
-    code, _, stderr = run_cli(["--id", "1", "--name", "x", "--url", f"http://127.0.0.1:{unused_port()}/"],
+    code, _, stderr = run_cli(["--id", "1", "--name", "x", "--url", f"http://127.0.0.1:{unused_port()}/", "--retries", "0"],
                               CREDENTIAL_ENV)
     assert code == 3 and stderr.count("\n") == 1
     service.canned.append((502, GARBAGE["html"], "text/html", ()))
-    code, _, stderr = run_cli(["--id", "1", "--name", "x", "--url", service.url], CREDENTIAL_ENV)
+    code, _, stderr = run_cli(["--id", "1", "--name", "x", "--url", service.url, "--retries", "0"], CREDENTIAL_ENV)
     assert code == 3 and "HTTP 502" in stderr
 
 

@@ -6,18 +6,25 @@ status line, Turkish UTF-8 reason phrases, pretty-printed ``text/xml`` bodies);
 raw sockets stand in for networks that fail.
 """
 
+import collections
 import contextlib
 import dataclasses
 import hmac
 import http.server
 import json
+import logging
 import os
+import random
 import re
+import shutil
 import socket
+import struct
 import subprocess
 import sys
 import threading
 import time
+import traceback
+import tracemalloc
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from xml.sax.saxutils import escape as xml_escape
@@ -200,6 +207,7 @@ class FakeService:
         self.groups = {9, 12, 15}
         self.custom_field_ids = {1, 2, 3}
         self.requests = []  # (path, headers, body) per request
+        self.connections = 0
         self.canned = []  # (status, body, content_type, extra headers) served before the rules
         self.url = ""
         self.lock = threading.Lock()
@@ -273,14 +281,30 @@ class FakeHandler(http.server.BaseHTTPRequestHandler):
         pass
 
 
+class FakeHTTPServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def get_request(self):
+        request = super().get_request()
+        self.service.connections += 1
+        return request
+
+    def handle_error(self, request, client_address):
+        pass  # clients that give up (a refused certificate, a timeout) are part of the tests
+
+
 @contextlib.contextmanager
-def running(service, bind="127.0.0.1"):
-    server = http.server.ThreadingHTTPServer((bind, 0), FakeHandler)
-    server.daemon_threads = True
+def running(service, bind="127.0.0.1", tls=None):
+    """Serve ``service`` on a free port; ``tls`` is a server-side SSLContext for https://."""
+    server = FakeHTTPServer((bind, 0), FakeHandler)
     server.service = service
+    if tls is not None:
+        # The handshake happens on first read, in the handler's thread, not in accept().
+        server.socket = tls.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
-    service.url = f"http://{bind}:{server.server_address[1]}{PATH}"
+    scheme = "http" if tls is None else "https"
+    service.url = f"{scheme}://{bind}:{server.server_address[1]}{PATH}"
     try:
         yield service
     finally:
@@ -295,44 +319,118 @@ def service():
         yield fake
 
 
-@contextlib.contextmanager
-def raw_server(behaviour):
-    """A one-connection TCP server whose conversation is ``behaviour(connection)``."""
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(1)
-    released = threading.Event()
+class FaultServer:
+    """A TCP server that reads each request, logs it, then acts out ``behaviour(connection, server, request)``.
 
-    def serve():
-        try:
-            connection, _ = listener.accept()
-        except OSError:
-            return
+    The n-th connection gets the n-th behaviour; the last one repeats.
+    """
+
+    def __init__(self, *behaviours):
+        self.behaviours = behaviours
+        self.connections = 0
+        self.requests = []
+        self.released = threading.Event()
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.listener.settimeout(0.02)  # so that the accept loop notices release
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}{PATH}"
+        self.threads = [threading.Thread(target=self._accept, daemon=True)]
+
+    def __enter__(self):
+        self.threads[0].start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.released.set()
+        for thread in list(self.threads):
+            thread.join(10)
+        self.listener.close()
+
+    def _accept(self):
+        while not self.released.is_set():
+            try:
+                connection, _ = self.listener.accept()
+            except socket.timeout:
+                continue
+            behaviour = self.behaviours[min(self.connections, len(self.behaviours) - 1)]
+            self.connections += 1
+            thread = threading.Thread(target=self._serve, args=(connection, behaviour), daemon=True)
+            self.threads.append(thread)
+            thread.start()
+
+    def _serve(self, connection, behaviour):
         with connection:
-            behaviour(connection, released)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}{PATH}"
-    finally:
-        released.set()
-        listener.close()
-        thread.join(5)
+            try:
+                request = read_request(connection)
+                if request:
+                    self.requests.append(request)
+                behaviour(connection, self, request)
+            except OSError:
+                pass  # the client gave up first
 
 
 def read_request(connection):
+    """One whole HTTP request, or ``b""`` if the client stops before sending one."""
     data = b""
     while b"\r\n\r\n" not in data:
         chunk = connection.recv(65536)
         if not chunk:
-            return data
+            return b""
         data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
     length = int(re.search(rb"content-length: *([0-9]+)", head, re.I).group(1))
     while len(body) < length:
-        body += connection.recv(65536)
-    return data
+        chunk = connection.recv(65536)
+        if not chunk:
+            return b""
+        body += chunk
+    return head + b"\r\n\r\n" + body
+
+
+# Behaviours for FaultServer: what a server, a proxy or the network can do after a request.
+
+
+def answer(status, payload, content_type="text/xml; charset=utf-8", extra=()):
+    def behaviour(connection, server, request):
+        connection.sendall(http_answer(status, payload, content_type, extra))
+
+    return behaviour
+
+
+def close(connection, server, request):
+    pass  # closed without a word
+
+
+def hang(connection, server, request):
+    server.released.wait(30)
+
+
+def reset(connection, server, request):
+    connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close sends RST
+
+
+def dribble(connection, server, request):
+    # A whole, valid answer, a byte every 20 ms: about 30 s in all.
+    for byte in http_answer(200, SAMPLE_RESPONSE):
+        if server.released.wait(0.02):
+            return
+        connection.sendall(bytes([byte]))
+
+
+def cut_short(connection, server, request):
+    connection.sendall(http_answer(200, SAMPLE_RESPONSE, length=len(SAMPLE_RESPONSE) + 500))
+
+
+def endless(connection, server, request):
+    # 21 MiB that would parse if read whole: "<response>", spaces, the rest of the sample.
+    head, tail = SAMPLE_RESPONSE.split(b"<response>")
+    block = b" " * (1 << 16)
+    size = len(head) + len(b"<response>") + 21 * 16 * len(block) + len(tail)
+    connection.sendall(http_answer(200, head + b"<response>", length=size))
+    for _ in range(21 * 16):
+        connection.sendall(block)
+    connection.sendall(tail)
 
 
 def unused_port():
@@ -816,20 +914,16 @@ def test_refused_connection_is_a_transport_error():
 
 
 def test_connection_closed_without_an_answer_is_a_transport_error():
-    with raw_server(lambda connection, released: read_request(connection)) as url:
+    with FaultServer(close) as server:
         with pytest.raises(ie.TransportError):
-            ie.edit_contact(CREDS, ie.Contact(1, name="x"), url=url, timeout=5, retries=0)
+            ie.edit_contact(CREDS, ie.Contact(1, name="x"), url=server.url, timeout=5, retries=0)
 
 
 def test_silent_server_times_out_with_a_transport_error():
-    def hang(connection, released):
-        read_request(connection)
-        released.wait(10)
-
-    with raw_server(hang) as url:
+    with FaultServer(hang) as server:
         started = time.monotonic()
         with pytest.raises(ie.TransportError, match="timed out"):
-            ie.edit_contact(CREDS, ie.Contact(1, name="x"), url=url, timeout=0.3, retries=0)
+            ie.edit_contact(CREDS, ie.Contact(1, name="x"), url=server.url, timeout=0.3, retries=0)
         assert time.monotonic() - started < 5
 
 
@@ -909,6 +1003,546 @@ def test_bad_input_sends_nothing(service):
     with pytest.raises(ie.ValidationError, match="credentials"):
         ie.edit_contact(None, ie.Contact(1009, name="x"), url=service.url)
     assert service.requests == []
+
+
+# ---------------------------------------------------------------------------
+# Hostile answers, network faults, retries
+# ---------------------------------------------------------------------------
+
+RETRY_NOW = (("Retry-After", "0"),)
+BILLION_LAUGHS = b"""<?xml version="1.0"?>
+<!DOCTYPE response [
+  <!ENTITY a "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa">
+  <!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">
+  <!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;">
+  <!ENTITY d "&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;">
+  <!ENTITY e "&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;">
+  <!ENTITY f "&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;">
+]>
+<response><status><code>200</code><message>&f;</message></status></response>
+"""
+EXTERNAL_ENTITY = b"""<?xml version="1.0" encoding="UTF-8"?>
+<!DOCTYPE response [<!ENTITY leak SYSTEM "file:///etc/passwd">]>
+<response><status><code>200</code><message>&leak;</message></status></response>
+"""
+HIDDEN_DOCTYPE = b"""<?xml version="1.0"?><!-- <x --><?pi <!-- ?><!DOCTYPE response [<!ENTITY e "x">]>
+<response><status><code>200</code><message>&e;</message></status></response>
+"""
+
+FAULTS = {
+    # name: (behaviours, error class or None for success, requests the server sees)
+    "hang": ([hang], ie.TransportError, 3),
+    "dribble": ([dribble], ie.TransportError, 3),
+    "reset": ([reset], ie.TransportError, 3),
+    "closed": ([close], ie.TransportError, 3),
+    "cut short": ([cut_short], ie.TransportError, 3),
+    "503 then success": ([answer(503, response_document(503), extra=RETRY_NOW), answer(200, SAMPLE_RESPONSE)], None, 2),
+    "reset then success": ([reset, answer(200, SAMPLE_RESPONSE)], None, 2),
+    "always 503": ([answer(503, response_document(503), extra=RETRY_NOW)], ie.APIError, 3),
+    "503 in a 200": ([answer(200, response_document(503))], ie.APIError, 3),
+    "html 502": ([answer(502, GARBAGE["html"], "text/html")], ie.ResponseError, 3),
+    "html 504": ([answer(504, GARBAGE["html"], "text/html")], ie.ResponseError, 3),
+    "empty 503": ([answer(503, b"", "text/html")], ie.ResponseError, 3),
+    "500 with a readable body": ([answer(500, response_document(500))], ie.APIError, 1),
+    "400": ([answer(400, response_document(400))], ie.APIError, 1),
+    "401": ([answer(401, response_document(401))], ie.AuthenticationError, 1),
+    "465": ([answer(465, response_document(465))], ie.APIError, 1),
+    "doctype bomb": ([answer(200, BILLION_LAUGHS)], ie.ResponseError, 1),
+    "external entity": ([answer(200, EXTERNAL_ENTITY)], ie.ResponseError, 1),
+    "hidden doctype": ([answer(200, HIDDEN_DOCTYPE)], ie.ResponseError, 1),
+    "21 MiB": ([endless], ie.ResponseError, 1),
+    "json": ([answer(200, GARBAGE["json"], "application/json")], ie.ResponseError, 1),
+    "empty": ([answer(200, b"")], ie.ResponseError, 1),
+    "redirect": ([answer(302, b"", "text/html", (("Location", "https://api.iletimerkezi.com/v1/edit-contact"),))],
+                 ie.ResponseError, 1),
+}
+
+
+@pytest.fixture
+def quick_backoff(monkeypatch):
+    """Waits between tries of about 10 ms, so that fault tests take the time of their timeouts only."""
+    monkeypatch.setattr(ie, "_BACKOFF_FIRST", 0.01)
+
+
+@pytest.mark.parametrize("name", list(FAULTS))
+def test_every_fault_ends_in_time_with_a_documented_error(quick_backoff, name):
+    behaviours, error, requests = FAULTS[name]
+    timeout = 0.5
+    with FaultServer(*behaviours) as server:
+        started = time.monotonic()
+        if error is None:
+            assert ie.edit_contact(CREDS, ie.Contact(1009, name="x"), url=server.url, timeout=timeout).status.code == 200
+        else:
+            with pytest.raises(ie.IletiMerkeziError) as caught:
+                ie.edit_contact(CREDS, ie.Contact(1009, name="x"), url=server.url, timeout=timeout)
+            assert type(caught.value) is error
+        elapsed = time.monotonic() - started
+    assert len(server.requests) == requests
+    # Each attempt ends by its own deadline; the waits between them are about 10 ms here.
+    assert elapsed < requests * timeout + 1.0
+
+
+def test_timeout_bounds_the_whole_attempt_not_each_read():
+    # The dribbling server never pauses longer than 20 ms, so only a deadline for the whole attempt stops it.
+    with FaultServer(dribble) as server:
+        started = time.monotonic()
+        with pytest.raises(ie.TransportError, match="timed out"):
+            ie.edit_contact(CREDS, ie.Contact(1009, name="x"), url=server.url, timeout=0.6, retries=0)
+        elapsed = time.monotonic() - started
+    assert 0.6 <= elapsed < 1.6
+
+
+def test_a_slow_name_lookup_is_bounded_by_the_timeout(monkeypatch):
+    real_getaddrinfo = socket.getaddrinfo
+
+    def slow_getaddrinfo(host, *args, **kwargs):
+        if host == "localhost" and not kwargs.get("flags"):
+            time.sleep(3)  # a resolver that does not answer
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", slow_getaddrinfo)
+    started = time.monotonic()
+    with pytest.raises(ie.TransportError, match="looking up localhost timed out"):
+        ie.edit_contact(CREDS, ie.Contact(1, name="x"), url=f"http://localhost:{unused_port()}{PATH}",
+                        timeout=0.3, retries=0)
+    assert time.monotonic() - started < 2
+
+
+@pytest.mark.parametrize("name", ["503", "502", "500", "504"])
+def test_http_errors_carry_their_status_after_retries(quick_backoff, name):
+    status = int(name)
+    body = response_document(503) if status == 503 else GARBAGE["html"]
+    with FaultServer(answer(status, body, "text/html" if status != 503 else "text/xml", RETRY_NOW)) as server:
+        with pytest.raises(ie.IletiMerkeziError) as caught:
+            ie.edit_contact(CREDS, ie.Contact(1009, name="x"), url=server.url, timeout=2)
+    assert caught.value.http_status == status
+    assert len(server.requests) == 3
+
+
+def test_the_last_error_is_raised_as_it_was(quick_backoff):
+    with FaultServer(hang, answer(503, response_document(503), extra=RETRY_NOW)) as server:
+        with pytest.raises(ie.APIError) as caught:
+            ie.edit_contact(CREDS, ie.Contact(1009, name="x"), url=server.url, timeout=0.3, retries=1)
+    assert (caught.value.code, caught.value.http_status, caught.value.message) == (503, 503, SERVER_MESSAGES[503])
+    assert len(server.requests) == 2
+
+
+def test_retries_zero_tries_once_and_more_retries_try_more(quick_backoff):
+    for retries in (0, 4):
+        with FaultServer(close) as server:
+            with pytest.raises(ie.TransportError):
+                ie.edit_contact(CREDS, ie.Contact(1009, name="x"), url=server.url, timeout=2, retries=retries)
+        assert len(server.requests) == retries + 1
+
+
+@pytest.mark.parametrize("retries", [-1, 1.0, "2", True, None])
+def test_bad_retries_are_refused_before_sending(service, retries):
+    with pytest.raises(ie.ValidationError, match="retries"):
+        ie.edit_contact(CREDS, ie.Contact(1009, name="x"), url=service.url, retries=retries)
+    assert service.connections == 0
+
+
+def waits_logged(records):
+    return [float(found) for found in re.findall(r"trying again in ([0-9.]+) s", " ".join(r.getMessage() for r in records))]
+
+
+def test_backoff_grows_exponentially_with_jitter_up_to_a_cap(monkeypatch, caplog):
+    monkeypatch.setattr(ie, "_BACKOFF_FIRST", 0.04)
+    monkeypatch.setattr(ie, "_BACKOFF_CAP", 0.1)
+    caplog.set_level(logging.DEBUG, logger="iletimerkezi_edit")
+    started = time.monotonic()
+    with pytest.raises(ie.TransportError):
+        ie.edit_contact(CREDS, ie.Contact(1, name="x"), url=f"http://127.0.0.1:{unused_port()}{PATH}", retries=5)
+    elapsed = time.monotonic() - started
+    waits = waits_logged(caplog.records)
+    ceilings = [0.04, 0.08, 0.1, 0.1, 0.1]
+    assert len(waits) == 5
+    assert all(ceiling / 2 - 0.005 <= wait <= ceiling + 0.005 for wait, ceiling in zip(waits, ceilings)), waits
+    assert elapsed >= sum(waits) - 0.03
+
+
+def test_waits_are_jittered():
+    # Clients that failed together should not all come back at the same moment.
+    waits = [ie._retry_wait(ie.TransportError("x"), None, 1, 2) for _ in range(1000)]
+    assert 0.25 <= min(waits) < 0.27 and 0.48 < max(waits) <= 0.5
+
+
+def test_default_backoff_starts_at_half_a_second(caplog):
+    caplog.set_level(logging.DEBUG, logger="iletimerkezi_edit")
+    with pytest.raises(ie.TransportError):
+        ie.edit_contact(CREDS, ie.Contact(1, name="x"), url=f"http://127.0.0.1:{unused_port()}{PATH}", retries=1)
+    [wait] = waits_logged(caplog.records)
+    assert 0.25 <= wait <= 0.5
+
+
+def test_retry_after_is_honoured(caplog):
+    caplog.set_level(logging.DEBUG, logger="iletimerkezi_edit")
+    busy = answer(503, response_document(503), extra=(("Retry-After", "1"),))
+    with FaultServer(busy, answer(200, SAMPLE_RESPONSE)) as server:
+        started = time.monotonic()
+        ie.edit_contact(CREDS, ie.Contact(1009, name="x"), url=server.url)
+        elapsed = time.monotonic() - started
+    assert waits_logged(caplog.records) == [1.0]
+    assert elapsed >= 1.0 and len(server.requests) == 2
+
+
+@pytest.mark.parametrize("header, expected", [("86400", 0.2), ("Wed, 21 Oct 2026 07:28:00 GMT", None), ("-5", None)])
+def test_retry_after_is_capped_and_only_seconds_count(quick_backoff, monkeypatch, caplog, header, expected):
+    monkeypatch.setattr(ie, "_RETRY_AFTER_CAP", 0.2)
+    caplog.set_level(logging.DEBUG, logger="iletimerkezi_edit")
+    busy = answer(503, response_document(503), extra=(("Retry-After", header),))
+    with FaultServer(busy, answer(200, SAMPLE_RESPONSE)) as server:
+        started = time.monotonic()
+        ie.edit_contact(CREDS, ie.Contact(1009, name="x"), url=server.url)
+        assert time.monotonic() - started < 2
+    [wait] = waits_logged(caplog.records)
+    if expected is None:  # not seconds: the backoff decides
+        assert wait <= 0.01
+    else:
+        assert wait == expected
+
+
+def test_a_redirect_is_not_followed_and_its_target_sees_nothing(quick_backoff):
+    with running(FakeService()) as second:
+        moved = answer(302, b"<html>Moved</html>", "text/html", (("Location", second.url),))
+        with FaultServer(moved) as first:
+            with pytest.raises(ie.ResponseError) as caught:
+                ie.edit_contact(CREDS, ie.Contact(1009, name="x"), url=first.url)
+        assert caught.value.http_status == 302
+        assert len(first.requests) == 1
+        assert (second.connections, second.requests) == (0, [])
+
+
+def test_a_huge_answer_is_refused_without_holding_it_in_memory():
+    tracemalloc.start()
+    try:
+        with FaultServer(endless) as server:
+            with pytest.raises(ie.ResponseError, match="larger than 1048576 bytes"):
+                ie.edit_contact(CREDS, ie.Contact(1009, name="x"), url=server.url, timeout=10)
+            peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 3 * (1 << 20)  # the cap and a read buffer, never the 21 MiB
+
+
+SUCCESS_WITH_ENTITY = '<!DOCTYPE response [<!ENTITY ok "200">]><response><status><code>&ok;</code></status></response>'
+SUCCESS = "<response><status><code>200</code><message>ç</message></status></response>"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        ('<?xml version="1.0" encoding="UTF-16"?>' + SUCCESS).encode("utf-16"),
+        ('<?xml version="1.0" encoding="UTF-16LE"?>' + SUCCESS).encode("utf-16-le"),
+        b'<?xml version="1.0" encoding="windows-1254"?>' + SUCCESS_WITH_ENTITY.encode("windows-1254"),
+        b'<?xml version="1.0" encoding="ISO-8859-1"?>' + SUCCESS.encode("utf-8"),
+        SUCCESS_WITH_ENTITY.encode(),
+    ],
+    ids=["utf-16", "utf-16 without bom", "turkish code page with a dtd", "latin-1", "harmless dtd"],
+)
+def test_only_utf8_without_a_dtd_is_parsed(body):
+    # Each would parse as a success without the checks. The real server sends UTF-8, and in UTF-8 alone the
+    # DTD scan is sound: UTF-16 spells "<!DOCTYPE" with other bytes.
+    with pytest.raises(ie.ResponseError, match="UTF-8|NUL|encoding|DTD"):
+        ie.parse_response(body, 200)
+
+
+def test_doctype_like_text_inside_cdata_or_a_comment_is_accepted():
+    body = SAMPLE_RESPONSE.replace(b"<name>API</name>", b"<name><![CDATA[<!DOCTYPE x>]]></name><!-- <!ENTITY -->")
+    assert ie.parse_response(body, 200).contact.name == "<!DOCTYPE x>"
+
+
+# ---------------------------------------------------------------------------
+# Secrets and logging
+# ---------------------------------------------------------------------------
+
+
+def request_body(request):
+    return request.partition(b"\r\n\r\n")[2].decode("utf-8")
+
+
+def echo_in_message(connection, server, request):
+    document = response_document(400).replace(SERVER_MESSAGES[400].encode(), xml_escape(request_body(request)).encode())
+    connection.sendall(http_answer(400, document))
+
+
+def echo_lowercased_in_message(connection, server, request):
+    document = response_document(400).replace(SERVER_MESSAGES[400].encode(), xml_escape(request_body(request).lower()).encode())
+    connection.sendall(http_answer(400, document))
+
+
+def echo_in_status_line(connection, server, request):
+    connection.sendall(b"HTTP/1.1 " + b" ".join(request.split()) + b"\r\n\r\n")
+
+
+def echo_in_html(connection, server, request):
+    connection.sendall(http_answer(502, b"<html><pre>" + request + b"</pre></html>", "text/html"))
+
+
+def echo_as_root(connection, server, request):
+    connection.sendall(http_answer(200, f"<a{HASH}><status/></a{HASH}>".encode()))
+
+
+SECRET_SCENARIOS = {
+    "refused": None,
+    "hang": [hang],
+    "reset": [reset],
+    "cut short": [cut_short],
+    "always 503": [answer(503, response_document(503), extra=RETRY_NOW)],
+    "html 502": [answer(502, GARBAGE["html"], "text/html")],
+    "401": [answer(401, response_document(401))],
+    "doctype bomb": [answer(200, BILLION_LAUGHS)],
+    "21 MiB": [endless],
+    "echo in message": [echo_in_message],
+    "echo lowercased in message": [echo_lowercased_in_message],
+    "echo in status line": [echo_in_status_line],
+    "echo in html": [echo_in_html],
+    "echo as root element": [echo_as_root],
+}
+ECHOED_IN_ERROR = {"echo in message", "echo lowercased in message", "echo in status line", "echo as root element"}
+
+
+def everything_a_user_sees(error, records):
+    """Every text an error or log record can show: messages, reprs, attributes, causes, the traceback."""
+    texts = ["".join(traceback.format_exception(type(error), error, error.__traceback__))]
+    link = error
+    while link is not None:
+        texts += [str(link), repr(link), repr(link.args), repr(getattr(link, "__dict__", {}))]
+        link = link.__cause__ or link.__context__
+    for record in records:
+        texts += [record.getMessage(), repr(record.args), logging.Formatter().format(record)]
+    return "\n".join(texts).lower()
+
+
+@pytest.mark.parametrize("name", list(SECRET_SCENARIOS))
+@pytest.mark.parametrize("credentials", [ie.Credentials.from_secret(KEY, SECRET), ie.Credentials(KEY, HASH.upper())],
+                         ids=["from secret", "upper-case hash"])
+def test_no_failure_shows_the_secret_or_the_hash(quick_backoff, caplog, name, credentials):
+    caplog.set_level(logging.DEBUG, logger="iletimerkezi_edit")
+    behaviours = SECRET_SCENARIOS[name]
+    with contextlib.ExitStack() as stack:
+        url = f"http://127.0.0.1:{unused_port()}{PATH}"
+        if behaviours is not None:
+            url = stack.enter_context(FaultServer(*behaviours)).url
+        with pytest.raises(ie.IletiMerkeziError) as caught:
+            ie.edit_contact(credentials, ie.Contact(1009, name="x"), url=url, timeout=0.4, retries=1)
+    seen = everything_a_user_sees(caught.value, caplog.records)
+    assert SECRET not in seen and HASH not in seen
+    assert all("<hash>redacted</hash>" in record.getMessage().lower() for record in caplog.records)
+    if name in ECHOED_IN_ERROR:  # the echo reached the error, and was redacted there
+        assert "redacted" in str(caught.value).lower()
+
+
+def test_each_attempt_logs_one_debug_line(caplog):
+    caplog.set_level(logging.DEBUG, logger="iletimerkezi_edit")
+    with FaultServer(answer(503, response_document(503), extra=RETRY_NOW), answer(200, SAMPLE_RESPONSE)) as server:
+        ie.edit_contact(CREDS, ie.Contact(1009, name="Şule"), url=server.url)
+    first, second = caplog.records
+    assert {first.levelno, second.levelno, first.name} == {logging.DEBUG, "iletimerkezi_edit"}
+    assert re.match(rf"POST {re.escape(server.url)} attempt 1 of 3: HTTP 503, APIError: 503 .* "
+                    r"trying again in 0\.00 s after [0-9]+ ms; request '<\?xml", first.getMessage())
+    assert re.match(rf"POST {re.escape(server.url)} attempt 2 of 3: HTTP 200 after [0-9]+ ms; request", second.getMessage())
+    for record in (first, second):
+        assert "<key>test-key</key>" in record.getMessage() and "<name><![CDATA[Şule]]></name>" in record.getMessage()
+        assert "<hash>REDACTED</hash>" in record.getMessage() and "\n" not in record.getMessage()
+
+
+def test_the_logger_has_a_null_handler_and_is_silent_by_default():
+    logger = logging.getLogger("iletimerkezi_edit")
+    assert any(isinstance(handler, logging.NullHandler) for handler in logger.handlers)
+    code = ("import logging, sys; sys.path.insert(0, '.'); import iletimerkezi_edit as ie; "
+            f"ie.edit_contact(ie.Credentials('k', 'a' * 64), ie.Contact(1, name='x'), url='http://127.0.0.1:{unused_port()}/', retries=0)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=str(HERE), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert done.returncode == 1 and b"TransportError" in done.stderr and b"attempt" not in done.stderr
+
+
+# ---------------------------------------------------------------------------
+# Seeded random tests: mutated answers, random Unicode
+# ---------------------------------------------------------------------------
+
+FUZZ_SEEDS = [
+    SAMPLE_RESPONSE,
+    response_document(465),
+    response_document(200, FakeService().contacts[1009]),
+    b"\xef\xbb\xbf" + SAMPLE_RESPONSE.replace(b"<name>API</name>", b"<name><![CDATA[A]]>PI]]></name><surname/>"),
+]
+FUZZ_TOKENS = [
+    b"<", b">", b"&", b"&amp;", b"&#0;", b"&#xD800;", b"&#x10FFFF;", b"&e;", b"]]>", b"<![CDATA[", b"<!--", b"-->",
+    b"<?pi ?>", b"<!DOCTYPE response>", b'<!DOCTYPE r [<!ENTITY e "x">]>', b"<!ENTITY e 'x'>",
+    b'<?xml version="1.0" encoding="latin-1"?>', b"\x00", b"\xff", b"\xc4", b"\xe2\x80", b"\r\n", b"9" * 25,
+    b"-1", b" ", b"</contact>", b"<contact>", b"<id>", b"</id>", b"<status>", b"</status>", b"<code>200</code>",
+    b"<code>503</code>", b"<response>", b"</response>", b"<custom_field>", b"<groups>", b"\xd9\xa3",
+]
+
+
+def mutate(rng, document):
+    data = bytearray(document)
+    for _ in range(rng.choice([1, 1, 1, 2, 3])):
+        where = rng.randrange(len(data) + 1)
+        operation = rng.choice([0, 0, 1, 1, 2, 2, 3, 3, 4, 5, 5])
+        if operation == 0 and data:
+            data[min(where, len(data) - 1)] = rng.randrange(256)
+        elif operation == 1:
+            data[where:where] = rng.choice(FUZZ_TOKENS)
+        elif operation == 2:
+            del data[where:where + rng.randint(1, 40)]
+        elif operation == 3:
+            data[where:where] = data[where:where + rng.randint(1, 80)]
+        elif operation == 4:
+            del data[where:]
+        else:
+            data = bytearray(re.sub(rb"[0-9]+", lambda found: str(rng.choice([0, 1, 200, 503, 2**63, 10**30])).encode(),
+                                    bytes(data), count=1))
+    return bytes(data)
+
+
+def test_mutated_answers_raise_only_documented_errors():
+    rng = random.Random(20261128)
+    outcomes = collections.Counter()
+    for case in range(24000):
+        body = mutate(rng, rng.choice(FUZZ_SEEDS))
+        http_status = rng.choice([None, 200, 200, 200, 503])
+        try:
+            response = ie.parse_response(body, http_status)
+        except (ie.APIError, ie.ResponseError) as error:
+            outcomes[type(error).__name__] += 1
+            continue
+        except Exception as error:  # noqa: BLE001 - anything else is the failure this test looks for
+            pytest.fail(f"case {case}: {type(error).__name__}: {error} for {body!r}")
+        assert response.status.code == 200 and http_status in (None, 200)
+        assert response.contact is None or isinstance(response.contact.id, int)
+        outcomes["Response"] += 1
+    # The corpus exercises every outcome, so the test can tell when parsing breaks.
+    assert min(outcomes[kind] for kind in ("Response", "APIError", "ResponseError")) > 500, outcomes
+
+
+XML_CHAR = re.compile("[\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]*")
+UNICODE_POOLS = [
+    (0x20, 0x7E), (0x00, 0x1F), (0x7F, 0x9F), (0xA0, 0x17F), (0x2000, 0x206F), (0xD7F0, 0xE010),
+    (0xFFF0, 0xFFFF), (0x10000, 0x10FFFF), (0x1F600, 0x1F64F),
+]
+UNICODE_PIECES = ["]]>", "]]", "\r\n", "\r", "&", "<", ">", "<![CDATA[", "&amp;", "İı", "Şş", "Ğğ"]
+
+
+def random_text(rng):
+    pieces = []
+    for _ in range(rng.randint(0, 12)):
+        if rng.random() < 0.2:
+            pieces.append(rng.choice(UNICODE_PIECES))
+        else:
+            low, high = rng.choice(UNICODE_POOLS)
+            pieces.append(chr(rng.randint(low, high)))
+    return "".join(pieces)
+
+
+def test_random_unicode_is_sent_exactly_or_refused():
+    rng = random.Random(7)
+    sent = refused = 0
+    for _ in range(4000):
+        field, value = rng.choice(TEXT_FIELDS), random_text(rng)
+        contact = contact_with(field, value)
+        if XML_CHAR.fullmatch(value):
+            assert sent_text(ie.build_request(CREDS, contact), field) == value, (field, value)
+            sent += 1
+        else:
+            with pytest.raises(ie.ValidationError, match=re.escape(field_path(field))):
+                ie.build_request(CREDS, contact)
+            refused += 1
+    assert sent > 1000 and refused > 1000
+
+
+def test_random_unicode_comes_back_from_the_service_unchanged(service):
+    rng = random.Random(11)
+    sent = 0
+    while sent < 200:
+        name, value = random_text(rng), random_text(rng)
+        if not (name.strip() and XML_CHAR.fullmatch(name + value)):
+            continue
+        contact = ie.Contact(1009, name=name, custom_fields=[ie.CustomField(2, value)])
+        stored = ie.edit_contact(CREDS, contact, url=service.url).contact
+        assert (stored.name, stored.custom_fields[1].value) == (name, value)
+        sent += 1
+    assert len(service.requests) == sent
+
+
+# ---------------------------------------------------------------------------
+# TLS, against a local HTTPS server with a certificate made at test time
+# ---------------------------------------------------------------------------
+
+
+def make_certificate(folder, name, alt_names):
+    """A throwaway self-signed certificate and key, or a skip where the openssl command is missing."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("the openssl command is not installed; it makes the test certificates")
+    cert, key = folder / f"{name}.pem", folder / f"{name}.key"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", f"/CN={name}",
+         "-addext", "subjectAltName=" + alt_names],
+        check=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60,
+    )
+    return cert, key
+
+
+@pytest.fixture(scope="session")
+def certificates(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tls")
+    return {
+        "local": make_certificate(folder, "localhost", "DNS:localhost,IP:127.0.0.1"),
+        "elsewhere": make_certificate(folder, "elsewhere", "DNS:elsewhere.example"),
+    }
+
+
+@contextlib.contextmanager
+def https_service(certificate):
+    import ssl
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*map(str, certificate))
+    with running(FakeService(), tls=context) as fake:
+        yield fake
+
+
+def trusting(certificate):
+    import ssl
+
+    return ssl.create_default_context(cafile=str(certificate[0]))
+
+
+def test_a_self_signed_server_is_refused_by_default_and_not_retried(certificates):
+    with https_service(certificates["local"]) as service:
+        started = time.monotonic()
+        with pytest.raises(ie.TransportError, match="CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
+            ie.edit_contact(CREDS, ie.Contact(1009, name="x"), url=service.url, timeout=5)
+        assert time.monotonic() - started < 2  # no backoff: a certificate does not get better
+        assert (service.connections, service.requests) == (1, [])
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+def test_an_ssl_context_that_trusts_the_server_is_used(certificates, host):
+    with https_service(certificates["local"]) as service:
+        url = service.url.replace("127.0.0.1", host)
+        response = ie.edit_contact(CREDS, ie.Contact(1009, name="Güven"), url=url, ssl_context=trusting(certificates["local"]))
+        assert response.contact.name == "Güven"
+        assert len(service.requests) == 1
+
+
+def test_the_host_name_is_checked_even_with_a_trusted_certificate(certificates):
+    with https_service(certificates["elsewhere"]) as service:
+        with pytest.raises(ie.TransportError, match="CERTIFICATE_VERIFY_FAILED|match"):
+            ie.edit_contact(CREDS, ie.Contact(1009, name="x"), url=service.url,
+                            ssl_context=trusting(certificates["elsewhere"]))
+        assert (service.connections, service.requests) == (1, [])
+
+
+def test_a_tls_handshake_that_never_ends_is_bounded_by_the_timeout(quick_backoff):
+    with FaultServer(hang) as server:  # accepts, then never answers the ClientHello
+        started = time.monotonic()
+        with pytest.raises(ie.TransportError, match="timed out"):
+            ie.edit_contact(CREDS, ie.Contact(1009, name="x"), url=server.url.replace("http:", "https:"), timeout=0.4)
+        assert time.monotonic() - started < 3 * 0.4 + 1.0
+    assert (server.connections, server.requests) == (3, [])
 
 
 # ---------------------------------------------------------------------------
@@ -1021,6 +1655,8 @@ def test_cli_wrong_credentials_exit_1(service):
         (["--id", "1", "--url", "http://example.com/"], CREDENTIAL_ENV, "https://"),
         (["--id", "1", "--dry-run", "--url", "http://example.com/"], {}, "https://"),
         (["--name", "x"], CREDENTIAL_ENV, "--id"),
+        (["--id", "1", "--retries", "-1"], CREDENTIAL_ENV, "--retries"),
+        (["--id", "1", "--retries", "two"], CREDENTIAL_ENV, "--retries"),
     ],
 )
 def test_cli_bad_usage_or_input_exits_2(args, env, named):
@@ -1044,3 +1680,35 @@ def test_main_returns_exit_codes_instead_of_exiting(capsys):
     assert ie.main(["--id", "nope"]) == 2
     assert ie.main(["--dry-run", "--id", "5", "--gsm", "+905001112233"]) == 0
     assert "<gsm>+905001112233</gsm>" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("retries, requests", [([], 3), (["--retries", "0"], 1), (["--retries", "4"], 5)])
+def test_cli_retries(retries, requests):
+    with FaultServer(answer(503, response_document(503), extra=RETRY_NOW)) as server:
+        code, stdout, stderr = run_cli(["--id", "1009", "--name", "x", "--url", server.url] + retries, CREDENTIAL_ENV)
+    assert (code, stdout) == (1, "") and "503" in stderr and stderr.count("\n") == 1
+    assert len(server.requests) == requests
+
+
+def test_cli_verbose_logs_each_attempt_without_the_hash():
+    with FaultServer(echo_in_message, answer(503, response_document(503), extra=RETRY_NOW),
+                     answer(200, SAMPLE_RESPONSE)) as server:
+        code, stdout, stderr = run_cli(["--id", "1009", "--name", "x", "--url", server.url, "-v"], CREDENTIAL_ENV)
+    assert code == 1  # the echoing 400 is final
+    [line] = stderr.splitlines()[:-1]
+    assert line.startswith(f"iletimerkezi-edit: POST {server.url} attempt 1 of 3: HTTP 400")
+    assert line.count("<hash>REDACTED</hash>") == 2  # the echo in the message, and the request itself
+    with FaultServer(answer(503, response_document(503), extra=RETRY_NOW), answer(200, SAMPLE_RESPONSE)) as server:
+        code, stdout, stderr = run_cli(["--id", "1009", "--name", "x", "--url", server.url, "--verbose"], CREDENTIAL_ENV)
+    assert code == 0 and stdout.startswith("200 İşlem başarılı")
+    assert re.findall(r"attempt ([0-9]) of 3: HTTP ([0-9]+)", stderr) == [("1", "503"), ("2", "200")]
+
+
+def test_cli_timeout_bounds_each_attempt_and_exits_3():
+    with FaultServer(dribble) as server:
+        started = time.monotonic()
+        code, _, stderr = run_cli(["--id", "1", "--name", "x", "--url", server.url, "--timeout", "0.5", "--retries", "0"],
+                                  CREDENTIAL_ENV)
+        assert time.monotonic() - started < 5
+    assert code == 3 and "timed out" in stderr
+

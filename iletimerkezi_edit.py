@@ -107,10 +107,11 @@ _HEX_SHA256 = re.compile("[0-9a-fA-F]{64}")
 _URL_FORBIDDEN = re.compile("[\x00-\x20\x7f]")
 
 # A DTD is refused before expat sees it, so that no expat version can expand an
-# entity. The scan is sound because the body must be UTF-8 without NUL bytes:
-# then "<!DOCTYPE" can only be spelt with these very bytes. Comments, processing
-# instructions and CDATA are skipped the way expat skips them, so a contact
-# named "<!DOCTYPE" in CDATA is still accepted.
+# entity. The byte scan is sound because expat must read the body as UTF-8: NUL
+# bytes (present in all UTF-16 and UTF-32) and declared encodings other than
+# UTF-8 are refused first, and in UTF-8 "<!DOCTYPE" has only these bytes.
+# Comments, processing instructions and CDATA are skipped the way expat skips
+# them, so a contact named "<!DOCTYPE" in CDATA is still accepted.
 _XML_DECLARATION = re.compile(rb"(?:\xef\xbb\xbf)?<\?xml\s([^?]*)\?>")
 _DECLARED_ENCODING = re.compile(rb"encoding\s*=\s*([\"'])(.*?)\1")
 _ACCEPTED_ENCODINGS = (b"utf-8", b"us-ascii")
@@ -466,13 +467,9 @@ def _parse_xml(body: bytes, http_status: Optional[int]) -> ET.Element:
 
 
 def _refuse_unsafe_xml(body: bytes, http_status: Optional[int]) -> None:
-    """Refuse anything but UTF-8, and any DTD, before the parser sees it."""
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ResponseError(f"the response is not UTF-8 (byte {exc.start} is invalid)", http_status) from None
-    if "\x00" in text:  # also what a UTF-16 or UTF-32 document would contain
-        raise ResponseError("the response contains a NUL byte", http_status)
+    """Refuse any encoding but UTF-8, and any DTD, before the parser sees the body."""
+    if b"\x00" in body:  # every UTF-16 or UTF-32 document has them; UTF-8 XML never does
+        raise ResponseError("the response contains a NUL byte; only UTF-8 is accepted", http_status)
     declaration = _XML_DECLARATION.match(body)
     encoding = declaration and _DECLARED_ENCODING.search(declaration.group(1))
     if encoding and encoding.group(2).lower() not in _ACCEPTED_ENCODINGS:

@@ -1092,6 +1092,36 @@ def test_timeout_bounds_the_whole_attempt_not_each_read():
     assert 0.6 <= elapsed < 1.6
 
 
+@contextlib.contextmanager
+def unanswered_connects():
+    """A port whose accept queue is full, so that Linux drops further SYNs and connect() hangs."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    fillers = []
+    try:
+        for _ in range(4):
+            filler = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            filler.setblocking(False)
+            filler.connect_ex(listener.getsockname())
+            fillers.append(filler)
+        time.sleep(0.1)
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}{PATH}"
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="relies on Linux dropping SYNs to a full accept queue")
+def test_a_connect_that_hangs_is_bounded_by_the_timeout():
+    with unanswered_connects() as url:
+        started = time.monotonic()
+        with pytest.raises(ie.TransportError, match="timed out"):
+            ie.edit_contact(CREDS, ie.Contact(1, name="x"), url=url, timeout=0.5, retries=0)
+        assert time.monotonic() - started < 2
+
+
 def test_a_slow_name_lookup_is_bounded_by_the_timeout(monkeypatch):
     real_getaddrinfo = socket.getaddrinfo
 
@@ -1186,7 +1216,7 @@ def test_retry_after_is_honoured(caplog):
     assert elapsed >= 1.0 and len(server.requests) == 2
 
 
-@pytest.mark.parametrize("header, expected", [("86400", 0.2), ("Wed, 21 Oct 2026 07:28:00 GMT", None), ("-5", None)])
+@pytest.mark.parametrize("header, expected", [("5", 0.2), ("Wed, 21 Oct 2026 07:28:00 GMT", None), ("-5", None)])
 def test_retry_after_is_capped_and_only_seconds_count(quick_backoff, monkeypatch, caplog, header, expected):
     monkeypatch.setattr(ie, "_RETRY_AFTER_CAP", 0.2)
     caplog.set_level(logging.DEBUG, logger="iletimerkezi_edit")
@@ -1226,7 +1256,7 @@ def test_a_huge_answer_is_refused_without_holding_it_in_memory():
 
 
 SUCCESS_WITH_ENTITY = '<!DOCTYPE response [<!ENTITY ok "200">]><response><status><code>&ok;</code></status></response>'
-SUCCESS = "<response><status><code>200</code><message>ç</message></status></response>"
+SUCCESS = "<response><status><code>200</code><message>c</message></status></response>"
 
 
 @pytest.mark.parametrize(
@@ -1235,7 +1265,7 @@ SUCCESS = "<response><status><code>200</code><message>ç</message></status></res
         ('<?xml version="1.0" encoding="UTF-16"?>' + SUCCESS).encode("utf-16"),
         ('<?xml version="1.0" encoding="UTF-16LE"?>' + SUCCESS).encode("utf-16-le"),
         b'<?xml version="1.0" encoding="windows-1254"?>' + SUCCESS_WITH_ENTITY.encode("windows-1254"),
-        b'<?xml version="1.0" encoding="ISO-8859-1"?>' + SUCCESS.encode("utf-8"),
+        b'<?xml version="1.0" encoding="ISO-8859-1"?>' + SUCCESS.replace("c", "ç").encode("utf-8"),
         SUCCESS_WITH_ENTITY.encode(),
     ],
     ids=["utf-16", "utf-16 without bom", "turkish code page with a dtd", "latin-1", "harmless dtd"],
@@ -1243,7 +1273,7 @@ SUCCESS = "<response><status><code>200</code><message>ç</message></status></res
 def test_only_utf8_without_a_dtd_is_parsed(body):
     # Each would parse as a success without the checks. The real server sends UTF-8, and in UTF-8 alone the
     # DTD scan is sound: UTF-16 spells "<!DOCTYPE" with other bytes.
-    with pytest.raises(ie.ResponseError, match="UTF-8|NUL|encoding|DTD"):
+    with pytest.raises(ie.ResponseError, match="only UTF-8|DTD"):
         ie.parse_response(body, 200)
 
 

@@ -717,7 +717,7 @@ def _exchange(endpoint: _Endpoint, context: Optional[ssl.SSLContext], request: b
         answer = http.client.HTTPResponse(_DeadlineSocket(sock, deadline), method="POST")  # type: ignore[arg-type]
         answer.begin()
         body = _read_capped(answer)
-    except (OSError, http.client.HTTPException, ValueError) as exc:
+    except (OSError, http.client.HTTPException, ValueError) as exc:  # 3.10+ raise ValueError on some bad chunks
         raise TransportError(f"no answer from {endpoint}: {type(exc).__name__}: {exc}") from exc
     finally:
         if sock is not None:
@@ -752,7 +752,8 @@ def _connect(endpoint: _Endpoint, deadline: float) -> socket.socket:
             sock.close()
             error = exc
             continue
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # head and body leave in one write anyway
+        # Without it, the tail of a request longer than one segment waits for the server's delayed ACK.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return sock
     raise error
 

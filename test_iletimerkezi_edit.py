@@ -1446,6 +1446,44 @@ def test_mutated_answers_raise_only_documented_errors():
     assert min(outcomes[kind] for kind in ("Response", "APIError", "ResponseError")) > 500, outcomes
 
 
+def chunked_answer(status, payload, sizes=(7, 300, 1)):
+    head = f"HTTP/1.1 {status} {SERVER_MESSAGES.get(status, 'Hata')}\r\nServer: nginx\r\n"
+    head += "Content-Type: text/xml; charset=utf-8\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n"
+    chunks, rest = [], payload
+    for size in sizes * 20:
+        if not rest:
+            break
+        piece, rest = rest[:size], rest[size:]
+        chunks.append(b"%x\r\n%s\r\n" % (len(piece), piece))
+    return head.encode("utf-8") + b"".join(chunks) + b"0\r\n\r\n"
+
+
+RAW_ANSWER_SEEDS = [
+    http_answer(200, SAMPLE_RESPONSE),
+    chunked_answer(200, SAMPLE_RESPONSE),
+    chunked_answer(465, response_document(465)),
+    http_answer(503, response_document(503), extra=RETRY_NOW),
+    b"HTTP/1.1 100 Continue\r\n\r\n" + http_answer(200, SAMPLE_RESPONSE),
+]
+
+
+def test_mutated_http_answers_end_in_documented_errors():
+    rng = random.Random(42)
+    raw_answers = [mutate(rng, rng.choice(RAW_ANSWER_SEEDS)) for _ in range(400)]
+    replays = [lambda connection, server, request, raw=raw: connection.sendall(raw) for raw in raw_answers]
+    outcomes = collections.Counter()
+    with FaultServer(*replays) as server:
+        for case, raw in enumerate(raw_answers):
+            try:
+                ie.edit_contact(CREDS, ie.Contact(1009, name="x"), url=server.url, timeout=2, retries=0)
+                outcomes["Response"] += 1
+            except (ie.APIError, ie.TransportError, ie.ResponseError) as error:
+                outcomes[type(error).__name__] += 1
+            except Exception as error:  # noqa: BLE001 - anything else is the failure this test looks for
+                pytest.fail(f"case {case}: {type(error).__name__}: {error} for {raw!r}")
+    assert min(outcomes[kind] for kind in ("Response", "APIError", "TransportError", "ResponseError")) > 10, outcomes
+
+
 XML_CHAR = re.compile("[\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]*")
 UNICODE_POOLS = [
     (0x20, 0x7E), (0x00, 0x1F), (0x7F, 0x9F), (0xA0, 0x17F), (0x2000, 0x206F), (0xD7F0, 0xE010),

@@ -339,16 +339,18 @@ def _check_hash(value: object, where: str) -> str:
     # Never echo the value: the hash is as good as a password.
     hash_ = _check_str(value, where, allow_empty=False)
     if not _HEX_SHA256.fullmatch(hash_):
-        raise ValidationError(f"{where} must be 64 hexadecimal characters (an HMAC-SHA256), got {len(hash_)} characters")
+        raise ValidationError(
+            f"{where} must be 64 hexadecimal characters (an HMAC-SHA256), got {len(hash_)} characters"
+        )
     return hash_
 
 
 def _check_id(value: object, where: str) -> int:
     """A positive integer, given as an ``int`` or a string of ASCII digits."""
     number: Optional[int] = None
-    if isinstance(value, int) and not isinstance(value, bool):
-        number = int(value)
-    elif isinstance(value, str) and len(value) <= 19 and _ASCII_DIGITS.fullmatch(value):
+    if (isinstance(value, int) and not isinstance(value, bool)) or (
+        isinstance(value, str) and len(value) <= 19 and _ASCII_DIGITS.fullmatch(value)
+    ):
         number = int(value)
     if number is None or not 0 < number <= _MAX_ID:
         shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."

@@ -25,6 +25,7 @@ import threading
 import time
 import traceback
 import tracemalloc
+import types
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from xml.sax.saxutils import escape as xml_escape
@@ -1779,4 +1780,54 @@ def test_cli_timeout_bounds_each_attempt_and_exits_3():
                                   CREDENTIAL_ENV)
         assert time.monotonic() - started < 5
     assert code == 3 and "timed out" in stderr
+
+
+# ---------------------------------------------------------------------------
+# The README's AWS Lambda handler, run as written
+# ---------------------------------------------------------------------------
+
+
+def load_lambda_function(monkeypatch, url):
+    """The README's lambda_function.py, loaded as Lambda would: environment first, then the module."""
+    readme = (HERE / "README.md").read_text(encoding="utf-8")
+    [code] = [block for block in re.findall(r"```python\n(.*?)```", readme, re.DOTALL) if "def lambda_handler" in block]
+    for name, value in {**CREDENTIAL_ENV, "ILETIMERKEZI_URL": url}.items():
+        monkeypatch.setenv(name, value)
+    module = types.ModuleType("lambda_function")
+    exec(compile(code, "README.md (lambda_function.py)", "exec"), module.__dict__)
+    return module
+
+
+def test_readme_lambda_handler_edits_the_contact_in_the_event(monkeypatch, service):
+    function = load_lambda_function(monkeypatch, service.url)
+    assert function.CREDENTIALS == ie.Credentials.from_secret(KEY, SECRET)
+    event = {"id": 1009, "name": "Şule", "groups": [9, 15], "custom_fields": {"1": "28/11/2026"}}
+    result = function.lambda_handler(event, None)
+    assert result["ok"] is True
+    assert (result["contact"]["name"], result["contact"]["surname"], result["contact"]["groups"]) == (
+        "Şule", "Test User 2", [9, 15])
+    assert {"id": 1, "value": "28/11/2026"} in result["contact"]["custom_fields"]
+    json.dumps(result)  # Lambda must be able to serialise it
+    assert service.contacts[1009]["name"] == "Şule"
+
+
+@pytest.mark.parametrize(
+    "event, error, code",
+    [
+        ({"id": 1009, "groups": [99]}, "APIError", 463),
+        ({"id": 4242, "name": "x"}, "APIError", 465),
+        ({"name": "no id"}, "ValidationError", None),
+        ({"id": 1009, "name": "a\x00b"}, "ValidationError", None),
+    ],
+)
+def test_readme_lambda_handler_reports_what_retrying_cannot_fix(monkeypatch, service, event, error, code):
+    result = load_lambda_function(monkeypatch, service.url).lambda_handler(event, None)
+    assert (result["ok"], result["error"], result["code"]) == (False, error, code)
+    json.dumps(result)
+
+
+def test_readme_lambda_handler_fails_the_invocation_when_no_answer_comes(monkeypatch, quick_backoff):
+    function = load_lambda_function(monkeypatch, f"http://127.0.0.1:{unused_port()}{PATH}")
+    with pytest.raises(ie.TransportError):
+        function.lambda_handler({"id": 1009, "name": "x"}, None)
 

@@ -79,7 +79,7 @@ _UNAVAILABLE = 503
 # the answer said Retry-After (seconds, capped at _RETRY_AFTER_CAP).
 _BACKOFF_FIRST = 0.5
 _BACKOFF_CAP = 8.0
-_RETRY_AFTER_CAP = 30.0
+_RETRY_AFTER_CAP = 10.0  # a longer wait would outlast most callers' own time limits
 
 _log = logging.getLogger("iletimerkezi_edit")
 _log.addHandler(logging.NullHandler())

@@ -1029,9 +1029,10 @@ def _id_argument(text: str) -> int:
 def _retries_argument(text: str) -> int:
     import argparse
 
-    if not _ASCII_DIGITS.fullmatch(text):
-        raise argparse.ArgumentTypeError(f"retries must be a whole number, 0 or more, got {text[:40]!r}")
-    return int(text)
+    try:
+        return _check_retries(int(text) if _ASCII_DIGITS.fullmatch(text) else text[:40])
+    except ValidationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _field_argument(text: str) -> CustomField:

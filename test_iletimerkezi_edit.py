@@ -1292,14 +1292,18 @@ def request_body(request):
     return request.partition(b"\r\n\r\n")[2].decode("utf-8")
 
 
-def echo_in_message(connection, server, request):
-    document = response_document(400).replace(SERVER_MESSAGES[400].encode(), xml_escape(request_body(request)).encode())
-    connection.sendall(http_answer(400, document))
+def echo_in_message_as(change):
+    """A 400 whose message is the request's body, passed through ``change``."""
+
+    def behaviour(connection, server, request):
+        echoed = xml_escape(change(request_body(request))).encode()
+        connection.sendall(http_answer(400, response_document(400).replace(SERVER_MESSAGES[400].encode(), echoed)))
+
+    return behaviour
 
 
-def echo_lowercased_in_message(connection, server, request):
-    document = response_document(400).replace(SERVER_MESSAGES[400].encode(), xml_escape(request_body(request).lower()).encode())
-    connection.sendall(http_answer(400, document))
+echo_in_message = echo_in_message_as(str)
+echo_lowercased_in_message = echo_in_message_as(str.lower)
 
 
 def echo_in_status_line(connection, server, request):

@@ -25,9 +25,27 @@ import logging
 import os
 import re
 import sys
+import threading
 import time
 import xml.etree.ElementTree as ET
-from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, NamedTuple, NoReturn, Optional, Sequence, Set
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    Mapping,
+    NamedTuple,
+    NoReturn,
+    Optional,
+    Sequence,
+    Set,
+    Tuple,
+    Type,
+    Union,
+)
 
 if TYPE_CHECKING:  # imported for real only when a call needs them
     import argparse
@@ -53,6 +71,7 @@ __all__ = [
     "build_request",
     "parse_response",
     "edit_contact",
+    "Session",
     "main",
 ]
 
@@ -80,6 +99,9 @@ _UNAVAILABLE = 503
 _BACKOFF_FIRST = 0.5
 _BACKOFF_CAP = 8.0
 _RETRY_AFTER_CAP = 10.0  # a longer wait would outlast most callers' own time limits
+# nginx, the real server, closes a kept-alive connection after 75 s idle by default;
+# one idle longer than this is not trusted, so a send never races the server's close.
+_IDLE_LIMIT = 60.0
 
 _log = logging.getLogger("iletimerkezi_edit")
 _log.addHandler(logging.NullHandler())
@@ -573,7 +595,7 @@ def edit_contact(
     retries: int = 2,
     ssl_context: Optional[ssl.SSLContext] = None,
 ) -> Response:
-    """Send the edit and return the parsed answer, trying again up to ``retries`` times.
+    """Send the edit on a new connection and return the parsed answer, trying again up to ``retries`` times.
 
     Raises ``ValidationError`` before connecting if any input is bad,
     ``APIError`` if the API refuses, ``TransportError`` if no answer arrives,
@@ -582,31 +604,162 @@ def edit_contact(
     missing answer, status 503 and an unreadable 5xx answer are tried again;
     the last error is raised as it was. Redirects are not followed.
     ``ssl_context`` replaces the default (system CAs, host name checked) for
-    https:// URLs.
+    https:// URLs. To send many edits, a ``Session`` saves a connection each.
     """
     endpoint = _parse_url(url)
     _check_timeout(timeout)
     _check_retries(retries)
     context = _tls_context(ssl_context) if endpoint.scheme == "https" else None
     body = build_request(credentials, contact)
-    request = _request_head(endpoint, len(body)) + body
+    request = _request_head(endpoint, len(body), keep_alive=False) + body
+
+    def exchange(deadline: float) -> _Answer:
+        connection = _Connection(endpoint, context)
+        try:
+            return connection.exchange(request, deadline)
+        finally:
+            connection.close()
+
+    return _send(exchange, endpoint, credentials.hash, body, timeout, retries)
+
+
+class Session:
+    """Edits over kept-alive connections: one round trip per edit once a connection is open.
+
+    Takes the same arguments as ``edit_contact`` and checks them at once.
+    Connect lazily, reuse connections, and reopen one the server closed while
+    idle without counting it as a retry (an edit is idempotent). Safe to share
+    between threads (each thread in a call uses a connection of its own) and to
+    keep at module level in an AWS Lambda function. ``close()``, or leaving a
+    ``with`` block, closes every connection; a closed session refuses calls.
+    """
+
+    def __init__(
+        self,
+        credentials: Credentials,
+        *,
+        url: str = API_URL,
+        timeout: float = 30.0,
+        retries: int = 2,
+        ssl_context: Optional[ssl.SSLContext] = None,
+    ) -> None:
+        if not isinstance(credentials, Credentials):
+            raise ValidationError(f"credentials must be a Credentials, got {type(credentials).__name__}")
+        self._credentials = credentials
+        self._endpoint = _parse_url(url)
+        self._timeout = _check_timeout(timeout)
+        self._retries = _check_retries(retries)
+        self._context = _tls_context(ssl_context) if self._endpoint.scheme == "https" else None
+        self._idle: List[_Connection] = []  # most recently used last
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._endpoint.url} {'closed' if self._closed else 'open'}>"
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close every idle connection; ones in use close when their call ends. Calling it again does nothing."""
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for connection in idle:
+            connection.close()
+
+    def edit_contact(self, contact: Contact) -> Response:
+        """Send the edit and return the parsed answer: the rules, errors and retries of ``edit_contact()``."""
+        self._check_open()
+        body = build_request(self._credentials, contact)
+        request = _request_head(self._endpoint, len(body), keep_alive=True) + body
+        return _send(
+            functools.partial(self._exchange, request),
+            self._endpoint, self._credentials.hash, body, self._timeout, self._retries,
+        )
+
+    def edit_contacts(
+        self, contacts: Iterable[Contact], workers: int = 1
+    ) -> List[Union[Response, IletiMerkeziError]]:
+        """Edit each contact; return one result per contact, in input order.
+
+        A result is the ``Response`` or the ``IletiMerkeziError`` that contact
+        ended with (a bad contact gives its ``ValidationError``); one contact's
+        failure never stops the others. ``workers`` > 1 edits that many at once,
+        each on its own connection. Bad ``contacts`` or ``workers`` raise
+        ``ValidationError`` before anything is sent.
+        """
+        self._check_open()
+        workers = _check_workers(workers)
+        if isinstance(contacts, (Contact, str, bytes)) or not hasattr(contacts, "__iter__"):
+            raise ValidationError(f"contacts must be an iterable of Contact, got {type(contacts).__name__}")
+        pending = list(contacts)
+        if workers == 1 or len(pending) < 2:
+            return [self._result_of(contact) for contact in pending]
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(min(workers, len(pending)), thread_name_prefix="iletimerkezi_edit") as pool:
+            return list(pool.map(self._result_of, pending))
+
+    def _result_of(self, contact: Contact) -> Union[Response, IletiMerkeziError]:
+        try:
+            return self.edit_contact(contact)
+        except IletiMerkeziError as error:
+            return error
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ValidationError("the session is closed")
+
+    def _exchange(self, request: bytes, deadline: float) -> _Answer:
+        with self._lock:
+            connection = self._idle.pop() if self._idle else _Connection(self._endpoint, self._context)
+        try:
+            return connection.exchange(request, deadline)
+        finally:
+            self._put_back(connection)
+
+    def _put_back(self, connection: _Connection) -> None:
+        # Connections left idle after a burst of workers are closed once they pass the idle limit.
+        now = time.monotonic()
+        with self._lock:
+            kept = [idle for idle in self._idle if now - idle.idle_since <= _IDLE_LIMIT]
+            done = [idle for idle in self._idle if now - idle.idle_since > _IDLE_LIMIT]
+            (kept if connection.is_open and not self._closed else done).append(connection)
+            self._idle = kept
+        for idle in done:
+            idle.close()
+
+
+def _send(
+    exchange: Callable[[float], _Answer],
+    endpoint: _Endpoint,
+    secret: str,
+    body: bytes,
+    timeout: float,
+    retries: int,
+) -> Response:
+    """Run ``exchange(deadline)`` and parse its answer, trying again as ``edit_contact`` documents."""
     attempt = 1
     while True:
         started = time.monotonic()
         answer: Optional[_Answer] = None
         try:
-            answer = _exchange(endpoint, context, request, started + timeout)
+            answer = exchange(started + timeout)
             response = parse_response(answer.body, answer.status)
         except IletiMerkeziError as error:
-            _scrub(error, credentials.hash)
+            _scrub(error, secret)
             wait = _retry_wait(error, answer, attempt, retries)
-            _log_attempt(endpoint, attempt, retries, started, answer, error, wait, body, credentials.hash)
+            _log_attempt(endpoint, attempt, retries, started, answer, error, wait, body, secret)
             if wait is None:
                 raise
             time.sleep(wait)
             attempt += 1
             continue
-        _log_attempt(endpoint, attempt, retries, started, answer, None, None, body, credentials.hash)
+        _log_attempt(endpoint, attempt, retries, started, answer, None, None, body, secret)
         return response
 
 
@@ -671,6 +824,12 @@ def _check_retries(retries: object) -> int:
     return retries
 
 
+def _check_workers(workers: object) -> int:
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValidationError(f"workers must be a whole number, 1 or more, got {workers!r}")
+    return workers
+
+
 def _tls_context(ssl_context: object) -> ssl.SSLContext:
     import ssl
 
@@ -689,10 +848,10 @@ def _default_ssl_context() -> ssl.SSLContext:
     return ssl.create_default_context()
 
 
-# -- one attempt -------------------------------------------------------------
+# -- one exchange ------------------------------------------------------------
 
 
-def _request_head(endpoint: _Endpoint, length: int) -> bytes:
+def _request_head(endpoint: _Endpoint, length: int, *, keep_alive: bool) -> bytes:
     # Every part is checked ASCII without white space by _parse_url.
     return (
         f"POST {endpoint.path} HTTP/1.1\r\n"
@@ -702,29 +861,100 @@ def _request_head(endpoint: _Endpoint, length: int) -> bytes:
         "Accept: text/xml\r\n"
         "Accept-Encoding: identity\r\n"
         f"User-Agent: {_USER_AGENT}\r\n"
-        "Connection: close\r\n"
-        "\r\n"
+        + ("" if keep_alive else "Connection: close\r\n")  # HTTP/1.1 keeps connections open unless told
+        + "\r\n"
     ).encode("ascii")
 
 
-def _exchange(endpoint: _Endpoint, context: Optional[ssl.SSLContext], request: bytes, deadline: float) -> _Answer:
-    """Send ``request`` and read the answer, whatever its status, all before ``deadline``."""
-    import http.client
+class _ClosedWhileIdle(Exception):
+    """A kept-alive connection failed before any of the answer arrived: the server had closed it."""
 
-    sock: Optional[socket.socket] = None
-    try:
-        sock = _open(endpoint, context, deadline)
-        _set_deadline(sock, deadline)
-        sock.sendall(request)
-        answer = http.client.HTTPResponse(_DeadlineSocket(sock, deadline), method="POST")  # type: ignore[arg-type]
-        answer.begin()
-        body = _read_capped(answer)
-    except (OSError, http.client.HTTPException, ValueError) as exc:  # 3.10+ raise ValueError on some bad chunks
-        raise TransportError(f"no answer from {endpoint}: {type(exc).__name__}: {exc}") from exc
-    finally:
+
+class _Connection:
+    """One HTTP/1.1 connection to an endpoint, opened on first use and kept open while the server allows.
+
+    One thread at a time uses it.
+    """
+
+    def __init__(self, endpoint: _Endpoint, context: Optional[ssl.SSLContext]) -> None:
+        self._endpoint = endpoint
+        self._context = context
+        self._sock: Optional[socket.socket] = None
+        self.idle_since = 0.0
+
+    @property
+    def is_open(self) -> bool:
+        return self._sock is not None
+
+    def close(self) -> None:
+        sock, self._sock = self._sock, None
         if sock is not None:
             sock.close()
-    return _Answer(answer.status, _parse_retry_after(answer.getheader("Retry-After")), body)
+
+    def exchange(self, request: bytes, deadline: float) -> _Answer:
+        """Send ``request`` and read the answer, whatever its status, all before ``deadline``.
+
+        An open connection the server has closed is replaced once, without
+        counting as a failure. Any failure closes the connection; a network
+        or HTTP failure raises ``TransportError``.
+        """
+        import http.client
+
+        try:
+            if self._sock is not None and self._is_still_open():
+                try:
+                    return self._round_trip(request, deadline, reused=True)
+                except _ClosedWhileIdle:
+                    _log.debug("POST %s: the server had closed the idle connection; reconnecting", self._endpoint.url)
+            self.close()
+            self._sock = _open(self._endpoint, self._context, deadline)
+            return self._round_trip(request, deadline, reused=False)
+        except (OSError, http.client.HTTPException, ValueError) as exc:  # 3.10+ raise ValueError on some bad chunks
+            self.close()
+            raise TransportError(f"no answer from {self._endpoint}: {type(exc).__name__}: {exc}") from exc
+        except BaseException:
+            self.close()
+            raise
+
+    def _is_still_open(self) -> bool:
+        """Whether an idle connection may be used: not idle too long, and nothing arrived, not even a close."""
+        if self._sock is None or time.monotonic() - self.idle_since > _IDLE_LIMIT:
+            return False
+        waiting: Tuple[Type[OSError], ...] = (BlockingIOError,)
+        if self._context is not None:
+            import ssl
+
+            waiting += (ssl.SSLWantReadError,)
+        self._sock.settimeout(0.0)
+        try:
+            self._sock.recv(1)  # b"" is the server's close; a byte would be an answer to nothing
+        except waiting:
+            return True
+        except OSError:
+            return False
+        return False
+
+    def _round_trip(self, request: bytes, deadline: float, *, reused: bool) -> _Answer:
+        import http.client
+        import socket
+
+        assert self._sock is not None
+        reader = _DeadlineReader(self._sock, deadline)
+        try:
+            _set_deadline(self._sock, deadline)
+            self._sock.sendall(request)
+            answer = http.client.HTTPResponse(_DeadlineSocket(reader), method="POST")  # type: ignore[arg-type]
+            answer.begin()
+        except OSError as exc:  # includes RemoteDisconnected: closed before the status line
+            if reused and not reader.received and not isinstance(exc, socket.timeout):
+                raise _ClosedWhileIdle from exc
+            raise
+        body = _read_capped(answer)
+        if answer.will_close:
+            self.close()
+        else:
+            self.idle_since = time.monotonic()
+        return _Answer(answer.status, _parse_retry_after(answer.getheader("Retry-After")), body)
 
 
 def _open(endpoint: _Endpoint, context: Optional[ssl.SSLContext], deadline: float) -> socket.socket:
@@ -763,7 +993,6 @@ def _connect(endpoint: _Endpoint, deadline: float) -> socket.socket:
 def _resolve(endpoint: _Endpoint, deadline: float) -> List[Any]:
     """``getaddrinfo`` for the endpoint, given up at ``deadline``: the system resolver has no timeout of ours."""
     import socket
-    import threading
 
     try:
         return socket.getaddrinfo(endpoint.host, endpoint.port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
@@ -803,24 +1032,26 @@ class _DeadlineReader(io.RawIOBase):
         super().__init__()
         self._sock = sock
         self._deadline = deadline
+        self.received = 0
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: Any) -> int:
         _set_deadline(self._sock, self._deadline)
-        return self._sock.recv_into(buffer)
+        count = self._sock.recv_into(buffer)
+        self.received += count
+        return count
 
 
 class _DeadlineSocket:
     """All that ``http.client.HTTPResponse`` asks of a socket: a file to read the answer from."""
 
-    def __init__(self, sock: socket.socket, deadline: float) -> None:
-        self._sock = sock
-        self._deadline = deadline
+    def __init__(self, reader: _DeadlineReader) -> None:
+        self._reader = reader
 
     def makefile(self, mode: str) -> io.BufferedReader:
-        return io.BufferedReader(_DeadlineReader(self._sock, self._deadline))
+        return io.BufferedReader(self._reader)
 
 
 def _read_capped(answer: http.client.HTTPResponse) -> bytes:

@@ -1,0 +1,378 @@
+"""Benchmark iletimerkezi_edit over a simulated WAN: what a call costs in round trips.
+
+Starts, in a second process, a local TLS server that answers like the real
+one (HTTP/1.1, ``Connection: keep-alive``) behind a delay proxy that adds a
+round-trip time (default 40 ms, TCP handshakes included). Then it measures,
+side by side in one run, and prints one table:
+
+- per-call ms: a fresh ``urllib.request`` connection per call, the one-shot
+  ``edit_contact``, a warm ``Session``, and the floor: the same request bytes on
+  an open TLS socket, read raw (one round trip and nothing else);
+- bulk contacts/s of ``Session.edit_contacts`` with 1, 4 and 8 workers;
+- the cumulative import time of the module and of ``requests`` (or, where it
+  is absent, ``urllib.request`` plus ``ssl``), from ``python -X importtime``.
+
+Standard library only. Run from the repository root:
+
+    python benchmarks/bench_edit.py [--rtt MS] [--calls N] [--bulk N] [--imports N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib.util
+import os
+import platform
+import re
+import socket
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Tuple
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+CERTIFICATE = HERE / "localhost.pem"  # certificate and key, for 127.0.0.1 and localhost only
+PATH = "/v1/edit-contact"
+WORKERS = (1, 4, 8)
+
+sys.path.insert(0, str(ROOT))
+import iletimerkezi_edit as ie  # noqa: E402  (the module under test, from this checkout)
+
+CREDENTIALS = ie.Credentials.from_secret("bench-key", "bench-secret")
+
+ANSWER_BODY = """\
+<?xml version="1.0" encoding="UTF-8"?>
+<response>
+  <status>
+    <code>200</code>
+    <message>İşlem başarılı</message>
+  </status>
+  <contact>
+    <id>1009</id>
+    <name><![CDATA[Şule]]></name>
+    <surname><![CDATA[Yılmaz]]></surname>
+    <email><![CDATA[sule@example.com]]></email>
+    <gsm>+905056663325</gsm>
+    <custom_fields>
+      <custom_field>
+        <id>1</id>
+        <value>27/09/2024</value>
+      </custom_field>
+    </custom_fields>
+    <groups>
+      <id>9</id>
+      <id>12</id>
+    </groups>
+  </contact>
+</response>
+""".encode()
+
+
+# ---------------------------------------------------------------------------
+# Server side (its own process): TLS server and delay proxy
+# ---------------------------------------------------------------------------
+
+
+def _answer(close: bool) -> bytes:
+    head = (
+        "HTTP/1.1 200 İşlem başarılı\r\n"
+        "Server: nginx\r\n"
+        "Content-Type: text/xml; charset=utf-8\r\n"
+        f"Content-Length: {len(ANSWER_BODY)}\r\n"
+        f"Connection: {'close' if close else 'keep-alive'}\r\n"
+        "Cache-Control: no-store, no-cache, must-revalidate\r\n"
+        "\r\n"
+    )
+    return head.encode() + ANSWER_BODY
+
+
+async def _serve_http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Answer every request on the connection until the client closes it or asks to."""
+    try:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = re.search(rb"(?i)\r\ncontent-length: *([0-9]+)", head)
+            await reader.readexactly(int(length.group(1)) if length else 0)
+            close = re.search(rb"(?i)\r\nconnection: *close", head) is not None
+            writer.write(_answer(close))
+            await writer.drain()
+            if close:
+                break
+    except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
+        pass  # the client went away
+    finally:
+        writer.close()
+
+
+async def _forward(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float, held_until: float
+) -> None:
+    """Copy one direction, each piece ``delay`` seconds late and none before ``held_until``; EOF closes."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[Tuple[float, bytes]] = asyncio.Queue()
+
+    async def deliver() -> None:
+        while True:
+            due, data = await queue.get()
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            if not data:
+                writer.close()
+                return
+            writer.write(data)
+            await writer.drain()
+
+    delivery = asyncio.ensure_future(deliver())
+    try:
+        while True:
+            data = await reader.read(1 << 16)
+            queue.put_nowait((max(loop.time(), held_until) + delay, data))
+            if not data:
+                break
+    except ConnectionError:
+        queue.put_nowait((loop.time() + delay, b""))
+    with contextlib.suppress(ConnectionError):
+        await delivery
+
+
+async def _serve(rtt: float) -> None:
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(str(CERTIFICATE))
+    server = await asyncio.start_server(_serve_http, "127.0.0.1", 0, ssl=tls)
+    server_port = server.sockets[0].getsockname()[1]
+
+    async def proxy(client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        # The client's connect() returned at once; holding its first bytes one RTT stands for the SYN/SYN-ACK.
+        accepted = asyncio.get_running_loop().time()
+        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", server_port)
+        await asyncio.gather(
+            _forward(client_reader, upstream_writer, rtt / 2, accepted + rtt),
+            _forward(upstream_reader, client_writer, rtt / 2, 0.0),
+        )
+
+    front = await asyncio.start_server(proxy, "127.0.0.1", 0)
+    print(front.sockets[0].getsockname()[1], flush=True)
+    await asyncio.Event().wait()  # until the parent terminates this process
+
+
+# ---------------------------------------------------------------------------
+# Client side: the measurements
+# ---------------------------------------------------------------------------
+
+
+def _client_context() -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(CERTIFICATE))
+
+
+def _contact(number: int) -> ie.Contact:
+    return ie.Contact(1009, name=f"Şule {number}", groups=[9, 12])
+
+
+def _fresh_urllib(url: str, context: ssl.SSLContext) -> Callable[[int], object]:
+    """What a hand-written client does: build, a new urllib connection, parse."""
+
+    def call(number: int) -> object:
+        body = ie.build_request(CREDENTIALS, _contact(number))
+        request = urllib.request.Request(url, data=body, headers={"Content-Type": "text/xml; charset=utf-8"})
+        with urllib.request.urlopen(request, context=context, timeout=30) as answer:
+            return ie.parse_response(answer.read(), answer.status)
+
+    return call
+
+
+def _one_shot(url: str, context: ssl.SSLContext) -> Callable[[int], object]:
+    return lambda number: ie.edit_contact(CREDENTIALS, _contact(number), url=url, ssl_context=context)
+
+
+class _Floor:
+    """One round trip and nothing else: fixed request bytes on an open TLS socket, the answer read raw."""
+
+    def __init__(self, port: int, context: ssl.SSLContext) -> None:
+        body = ie.build_request(CREDENTIALS, _contact(0))
+        self.request = (
+            f"POST {PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: text/xml; charset=utf-8\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
+        raw = socket.create_connection(("127.0.0.1", port))
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock = context.wrap_socket(raw, server_hostname="127.0.0.1")
+
+    def __call__(self, number: int) -> object:
+        self.sock.sendall(self.request)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += self.sock.recv(1 << 16)
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = re.search(rb"(?i)\r\ncontent-length: *([0-9]+)", head)
+        while length and len(body) < int(length.group(1)):
+            body += self.sock.recv(1 << 16)
+        return body
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _per_call_ms(calls: Dict[str, Callable[[int], object]], rounds: int) -> Dict[str, float]:
+    """Median ms per call; the calls take turns so that noise on the machine falls on all of them alike."""
+    times: Dict[str, List[float]] = {name: [] for name in calls}
+    for number in range(rounds):
+        for name, call in calls.items():
+            started = time.perf_counter()
+            call(number)
+            times[name].append((time.perf_counter() - started) * 1000)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def _bulk_per_second(url: str, context: ssl.SSLContext, count: int, workers: int) -> float:
+    """Contacts per second of one ``edit_contacts`` run on a new session, connecting included."""
+    contacts = [_contact(number) for number in range(count)]
+    with ie.Session(CREDENTIALS, url=url, ssl_context=context) as session:
+        started = time.perf_counter()
+        results = session.edit_contacts(contacts, workers=workers)
+        elapsed = time.perf_counter() - started
+    failures = [result for result in results if not isinstance(result, ie.Response)]
+    if failures:
+        raise SystemExit(f"bulk run with {workers} workers failed: {failures[0]!r}")
+    return count / elapsed
+
+
+def _import_ms(statement: str, names: Tuple[str, ...], env: Dict[str, str]) -> float:
+    """Cumulative ms of the top-level imports ``names``, from one ``python -X importtime -c statement``."""
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", statement],
+        env=env, capture_output=True, check=True, text=True,
+    )
+    total = 0
+    for line in done.stderr.splitlines():
+        found = re.match(r"import time: +[0-9]+ \| +([0-9]+) \| (\S+)$", line)  # one space: a top-level import
+        if found and found.group(2) in names:
+            total += int(found.group(1))
+    return total / 1000
+
+
+def _import_times(runs: int) -> Tuple[float, str, float]:
+    """Median import ms of the module, the reference's name, and its median ms; byte code cached for both."""
+    names: Tuple[str, ...]
+    if importlib.util.find_spec("requests") is not None:
+        reference, statement, names = "requests", "import requests", ("requests",)
+    else:
+        reference, statement, names = "urllib.request + ssl", "import urllib.request, ssl", ("urllib.request", "ssl")
+    with tempfile.TemporaryDirectory() as cache:
+        env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
+        env.update(PYTHONPATH=str(ROOT), PYTHONPYCACHEPREFIX=cache)  # both read compiled byte code, as installed
+        ours: List[float] = []
+        theirs: List[float] = []
+        for run in range(runs + 1):
+            mine = _import_ms("import iletimerkezi_edit", ("iletimerkezi_edit",), env)
+            other = _import_ms(statement, names, env)
+            if run:  # the first run only fills the byte-code cache
+                ours.append(mine)
+                theirs.append(other)
+    return statistics.median(ours), reference, statistics.median(theirs)
+
+
+# ---------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------
+
+
+def _verdict(ok: bool, detail: str) -> str:
+    return f"{'met' if ok else 'NOT MET'} ({detail})"
+
+
+def _table(rows: List[Tuple[str, str, str, str]]) -> str:
+    widths = [max(len(row[column]) for row in rows) for column in range(3)]
+    return "\n".join(
+        f"{name:<{widths[0]}}  {value:>{widths[1]}}  {goal:<{widths[2]}}  {result}".rstrip()
+        for name, value, goal, result in rows
+    )
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rtt", type=float, default=40.0, help="round-trip time the proxy adds, in ms (default 40)")
+    parser.add_argument("--calls", type=int, default=20, help="calls per per-call measurement (default 20)")
+    parser.add_argument("--bulk", type=int, default=80, help="contacts per bulk run (default 80)")
+    parser.add_argument("--imports", type=int, default=7, help="interpreter starts per import measurement (default 7)")
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)  # the server process
+    args = parser.parse_args(argv)
+    if args.serve:
+        asyncio.run(_serve(args.rtt / 1000))
+        return 0
+
+    server = subprocess.Popen(
+        [sys.executable, __file__, "--serve", "--rtt", str(args.rtt)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        port = int(server.stdout.readline())  # type: ignore[union-attr]
+        url = f"https://127.0.0.1:{port}{PATH}"
+        context = _client_context()
+        floor = _Floor(port, context)
+        session = ie.Session(CREDENTIALS, url=url, ssl_context=context)
+        session.edit_contact(_contact(0))  # warm: the connection is open from here on
+        floor(0)
+        per_call = _per_call_ms(
+            {
+                "fresh urllib": _fresh_urllib(url, context),
+                "edit_contact": _one_shot(url, context),
+                "session": lambda number: session.edit_contact(_contact(number)),
+                "floor": floor,
+            },
+            args.calls,
+        )
+        tls_version = floor.sock.version()
+        floor.close()
+        session.close()
+        bulk = {workers: _bulk_per_second(url, context, args.bulk, workers) for workers in WORKERS}
+    finally:
+        server.terminate()
+        server.wait()
+    module_ms, reference, reference_ms = _import_times(args.imports)
+
+    warm_over_floor = per_call["session"] / per_call["floor"]
+    urllib_over_warm = per_call["fresh urllib"] / per_call["session"]
+    one_shot_over_urllib = per_call["edit_contact"] / per_call["fresh urllib"]
+    scaling = bulk[8] / bulk[1]
+    import_share = module_ms / reference_ms
+    rows = [
+        ("measure", "value", "goal", "result"),
+        ("per call: fresh urllib.request connection", f"{per_call['fresh urllib']:.1f} ms", "", ""),
+        ("per call: edit_contact() (one-shot)", f"{per_call['edit_contact']:.1f} ms", "not slower than fresh urllib",
+         _verdict(one_shot_over_urllib <= 1.0, f"{one_shot_over_urllib:.3f} x urllib")),
+        ("per call: Session.edit_contact() (warm)", f"{per_call['session']:.1f} ms", "<= 1.25 x floor",
+         _verdict(warm_over_floor <= 1.25, f"{warm_over_floor:.3f} x floor")),
+        ("", "", ">= 2.5 x faster than fresh urllib",
+         _verdict(urllib_over_warm >= 2.5, f"{urllib_over_warm:.2f} x faster")),
+        ("per call: floor (1 RTT on an open socket)", f"{per_call['floor']:.1f} ms", "", ""),
+    ]
+    for workers in WORKERS:
+        row = (f"bulk: edit_contacts(workers={workers})", f"{bulk[workers]:.1f} contacts/s", "", "")
+        if workers == 8:
+            row = row[:2] + (">= 4 x workers=1", _verdict(scaling >= 4, f"{scaling:.2f} x"))
+        rows.append(row)
+    rows += [
+        ("import iletimerkezi_edit (cumulative)", f"{module_ms:.1f} ms", f"<= 0.3 x {reference}",
+         _verdict(import_share <= 0.3, f"{import_share:.2f} x")),
+        (f"import {reference} (reference)", f"{reference_ms:.1f} ms", "", ""),
+    ]
+    print(
+        f"iletimerkezi_edit {ie.__version__} on Python {platform.python_version()}, {os.cpu_count()} CPUs; "
+        f"{args.rtt:g} ms RTT added by the proxy, {tls_version}; median of {args.calls} calls each, "
+        f"{args.bulk} contacts per bulk run, median of {args.imports} interpreter starts per import"
+    )
+    print()
+    print(_table(rows))
+    goals = (one_shot_over_urllib <= 1.0, warm_over_floor <= 1.25, urllib_over_warm >= 2.5, scaling >= 4,
+             import_share <= 0.3)
+    return 0 if all(goals) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

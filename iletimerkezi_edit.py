@@ -18,8 +18,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import hashlib
-import hmac
 import io
 import logging
 import os
@@ -27,7 +25,6 @@ import re
 import sys
 import threading
 import time
-import xml.etree.ElementTree as ET
 from typing import (
     TYPE_CHECKING,
     Any,
@@ -47,11 +44,12 @@ from typing import (
     Union,
 )
 
-if TYPE_CHECKING:  # imported for real only when a call needs them
+if TYPE_CHECKING:  # imported for real only when a call needs them, so that importing stays cheap
     import argparse
     import http.client
     import socket
     import ssl
+    import xml.etree.ElementTree as ET
 
 __all__ = [
     "__version__",
@@ -228,6 +226,8 @@ class Credentials:
         if given_hash:
             _check_hash(given_hash, _ENV_HASH)
         if secret:
+            import hmac
+
             computed = sign(key, secret)
             if given_hash and not hmac.compare_digest(computed, given_hash.lower()):
                 raise ValidationError(
@@ -290,6 +290,9 @@ def sign(key: str, secret: str) -> str:
     """Return the request hash: lowercase hex HMAC-SHA256 of ``key`` under ``secret``, both UTF-8."""
     _check_str(key, "key", allow_empty=False)
     _check_str(secret, "secret", allow_empty=False)
+    import hashlib
+    import hmac
+
     return hmac.new(secret.encode("utf-8"), key.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
@@ -482,9 +485,11 @@ def _parse_xml(body: bytes, http_status: Optional[int]) -> ET.Element:
     if not body.strip():
         raise ResponseError("the response body is empty", http_status)
     _refuse_unsafe_xml(body, http_status)
+    from xml.etree import ElementTree
+
     try:
-        return ET.fromstring(body)
-    except ET.ParseError as exc:
+        return ElementTree.fromstring(body)
+    except ElementTree.ParseError as exc:
         raise ResponseError(f"the response is not well-formed XML: {exc}", http_status) from None
     except (ValueError, LookupError) as exc:  # bad encoding declarations and the like
         raise ResponseError(f"the response XML cannot be decoded: {exc}", http_status) from None

@@ -98,7 +98,9 @@ _BACKOFF_FIRST = 0.5
 _BACKOFF_CAP = 8.0
 _RETRY_AFTER_CAP = 10.0  # a longer wait would outlast most callers' own time limits
 # nginx, the real server, closes a kept-alive connection after 75 s idle by default;
-# one idle longer than this is not trusted, so a send never races the server's close.
+# one idle longer than this is not reused, so that a send seldom races that close.
+# Idle time is wall-clock time: the server's clock runs on while this process is
+# frozen (a Lambda function between invocations), which time.monotonic() may not count.
 _IDLE_LIMIT = 60.0
 
 _log = logging.getLogger("iletimerkezi_edit")
@@ -631,12 +633,13 @@ def edit_contact(
 class Session:
     """Edits over kept-alive connections: one round trip per edit once a connection is open.
 
-    Takes the same arguments as ``edit_contact`` and checks them at once.
-    Connect lazily, reuse connections, and reopen one the server closed while
-    idle without counting it as a retry (an edit is idempotent). Safe to share
-    between threads (each thread in a call uses a connection of its own) and to
-    keep at module level in an AWS Lambda function. ``close()``, or leaving a
-    ``with`` block, closes every connection; a closed session refuses calls.
+    Takes the settings of ``edit_contact`` and checks them at once. It connects
+    on the first edit, reuses connections, and replaces one the server closed
+    while idle without counting that as a retry (an edit is idempotent). Safe to
+    share between threads (each thread in a call uses a connection of its own)
+    and to keep at module level in an AWS Lambda function. ``close()``, or
+    leaving a ``with`` block, closes every connection; a closed session refuses
+    calls with ``ValidationError``.
     """
 
     def __init__(
@@ -729,7 +732,7 @@ class Session:
 
     def _put_back(self, connection: _Connection) -> None:
         # Connections left idle after a burst of workers are closed once they pass the idle limit.
-        now = time.monotonic()
+        now = time.time()
         with self._lock:
             kept = [idle for idle in self._idle if now - idle.idle_since <= _IDLE_LIMIT]
             done = [idle for idle in self._idle if now - idle.idle_since > _IDLE_LIMIT]
@@ -876,9 +879,9 @@ class _ClosedWhileIdle(Exception):
 
 
 class _Connection:
-    """One HTTP/1.1 connection to an endpoint, opened on first use and kept open while the server allows.
+    """One HTTP/1.1 connection to an endpoint, opened on first use and kept open while the server allows it.
 
-    One thread at a time uses it.
+    One thread at a time uses it; ``Session`` hands it out.
     """
 
     def __init__(self, endpoint: _Endpoint, context: Optional[ssl.SSLContext]) -> None:
@@ -906,14 +909,15 @@ class _Connection:
         import http.client
 
         try:
-            if self._sock is not None and self._is_still_open():
+            sock = self._sock
+            if sock is not None and self._is_reusable(sock):
                 try:
-                    return self._round_trip(request, deadline, reused=True)
+                    return self._round_trip(sock, request, deadline, reused=True)
                 except _ClosedWhileIdle:
                     _log.debug("POST %s: the server had closed the idle connection; reconnecting", self._endpoint.url)
             self.close()
-            self._sock = _open(self._endpoint, self._context, deadline)
-            return self._round_trip(request, deadline, reused=False)
+            sock = self._sock = _open(self._endpoint, self._context, deadline)
+            return self._round_trip(sock, request, deadline, reused=False)
         except (OSError, http.client.HTTPException, ValueError) as exc:  # 3.10+ raise ValueError on some bad chunks
             self.close()
             raise TransportError(f"no answer from {self._endpoint}: {type(exc).__name__}: {exc}") from exc
@@ -921,33 +925,32 @@ class _Connection:
             self.close()
             raise
 
-    def _is_still_open(self) -> bool:
-        """Whether an idle connection may be used: not idle too long, and nothing arrived, not even a close."""
-        if self._sock is None or time.monotonic() - self.idle_since > _IDLE_LIMIT:
+    def _is_reusable(self, sock: socket.socket) -> bool:
+        """Whether the idle ``sock`` may carry a request: not idle too long, and nothing arrived, not even a close."""
+        if time.time() - self.idle_since > _IDLE_LIMIT:
             return False
-        waiting: Tuple[Type[OSError], ...] = (BlockingIOError,)
+        nothing_yet: Tuple[Type[OSError], ...] = (BlockingIOError,)
         if self._context is not None:
             import ssl
 
-            waiting += (ssl.SSLWantReadError,)
-        self._sock.settimeout(0.0)
+            nothing_yet += (ssl.SSLWantReadError,)
+        sock.settimeout(0.0)
         try:
-            self._sock.recv(1)  # b"" is the server's close; a byte would be an answer to nothing
-        except waiting:
+            sock.recv(1)  # b"" is the server's close; a byte would be an answer to nothing
+        except nothing_yet:
             return True
         except OSError:
             return False
         return False
 
-    def _round_trip(self, request: bytes, deadline: float, *, reused: bool) -> _Answer:
+    def _round_trip(self, sock: socket.socket, request: bytes, deadline: float, *, reused: bool) -> _Answer:
         import http.client
         import socket
 
-        assert self._sock is not None
-        reader = _DeadlineReader(self._sock, deadline)
+        reader = _DeadlineReader(sock, deadline)
         try:
-            _set_deadline(self._sock, deadline)
-            self._sock.sendall(request)
+            _set_deadline(sock, deadline)
+            sock.sendall(request)
             answer = http.client.HTTPResponse(_DeadlineSocket(reader), method="POST")  # type: ignore[arg-type]
             answer.begin()
         except OSError as exc:  # includes RemoteDisconnected: closed before the status line
@@ -958,7 +961,7 @@ class _Connection:
         if answer.will_close:
             self.close()
         else:
-            self.idle_since = time.monotonic()
+            self.idle_since = time.time()
         return _Answer(answer.status, _parse_retry_after(answer.getheader("Retry-After")), body)
 
 

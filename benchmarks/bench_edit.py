@@ -15,6 +15,8 @@ side by side in one run, and prints one table:
 Standard library only. Run from the repository root:
 
     python benchmarks/bench_edit.py [--rtt MS] [--calls N] [--bulk N] [--imports N]
+
+Exit code 0 when every goal is met, 3 when the run completed but one was not.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ ROOT = HERE.parent
 CERTIFICATE = HERE / "localhost.pem"  # certificate and key, for 127.0.0.1 and localhost only
 PATH = "/v1/edit-contact"
 WORKERS = (1, 4, 8)
+_GOAL_MISSED = 3  # the exit code when the run completed but a goal was not met
 
 sys.path.insert(0, str(ROOT))
 import iletimerkezi_edit as ie  # noqa: E402  (the module under test, from this checkout)
@@ -375,7 +378,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(_table(rows))
     goals = (one_shot_over_urllib <= 1.0, warm_over_floor <= 1.25, urllib_over_warm >= 2.5, scaling >= 4,
              import_share <= 0.3)
-    return 0 if all(goals) else 1
+    return 0 if all(goals) else _GOAL_MISSED
 
 
 if __name__ == "__main__":

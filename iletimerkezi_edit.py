@@ -948,16 +948,21 @@ class _Connection:
         import socket
 
         reader = _DeadlineReader(sock, deadline)
+        answer = http.client.HTTPResponse(_DeadlineSocket(reader), method="POST")  # type: ignore[arg-type]
         try:
-            _set_deadline(sock, deadline)
-            sock.sendall(request)
-            answer = http.client.HTTPResponse(_DeadlineSocket(reader), method="POST")  # type: ignore[arg-type]
-            answer.begin()
-        except OSError as exc:  # includes RemoteDisconnected: closed before the status line
-            if reused and not reader.received and not isinstance(exc, socket.timeout):
-                raise _ClosedWhileIdle from exc
-            raise
-        body = _read_capped(answer)
+            try:
+                _set_deadline(sock, deadline)
+                sock.sendall(request)
+                answer.begin()
+            except OSError as exc:  # includes RemoteDisconnected: closed before the status line
+                if reused and not reader.received and not isinstance(exc, socket.timeout):
+                    raise _ClosedWhileIdle from exc
+                raise
+            body = _read_capped(answer)
+        finally:
+            # Closes the answer's reader, not the socket. Left to the garbage collector, a failed answer's
+            # reader can be finalized first, and the answer's own finalizer then complains on 3.13.
+            answer.close()
         if answer.will_close:
             self.close()
         else:

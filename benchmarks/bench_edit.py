@@ -367,8 +367,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     for name in ("requests", "urllib.request + ssl"):
         if name in imports:
             share = imports["iletimerkezi_edit"] / imports[name]
-            role = "reference" if name == reference else f"for comparison: module = {share:.2f} x"
-            rows.append((f"import {name} ({role})", f"{imports[name]:.1f} ms", "", ""))
+            note = "the reference" if name == reference else f"for comparison: the module takes {share:.2f} x"
+            rows.append((f"import {name}", f"{imports[name]:.1f} ms", "", note))
     print(
         f"iletimerkezi_edit {ie.__version__} on Python {platform.python_version()}, {os.cpu_count()} CPUs; "
         f"{args.rtt:g} ms RTT added by the proxy, {tls_version}; median of {args.calls} calls each, "

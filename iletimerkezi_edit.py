@@ -7,7 +7,8 @@ One file, standard library only; copy it into a project or ``pip install`` it.
     Response(status=Status(code=200, message='İşlem başarılı'), contact=Contact(...))
 
 In a request, a field left as ``None`` is not sent, so the stored value stays as
-it is; ``""`` (or ``[]`` for lists) sends the element empty.
+it is; ``""`` (or ``[]`` for lists) sends the element empty. For more than one
+edit, a ``Session`` keeps the connection open: one round trip per edit.
 
 The file reads top to bottom: constants, errors, data classes, the pure core
 (``sign``, ``build_request``, ``parse_response``), transport, command line.

@@ -1563,6 +1563,7 @@ def test_an_answer_that_says_connection_close_is_the_last_on_its_connection():
 
 def test_a_connection_idle_past_the_limit_is_not_reused(monkeypatch, service):
     monkeypatch.setattr(ie, "_IDLE_LIMIT", 0.05)
+    service.delays.update((contact.name, 0.02) for contact in named(8))  # so that the workers overlap
     with ie.Session(CREDS, url=service.url) as session:
         session.edit_contacts(named(8), workers=4)
         opened = service.connections
@@ -1623,8 +1624,6 @@ def test_workers_edit_at_once_each_on_its_own_connection(service):
 
 
 def test_one_worker_uses_one_connection_and_the_calling_thread(service):
-    import concurrent.futures  # noqa: F401 - loaded here so that the check below is about threads, not imports
-
     threads = set()
     with ie.Session(CREDS, url=service.url) as session:
         original = session.edit_contact

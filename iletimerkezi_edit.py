@@ -305,8 +305,7 @@ def build_request(credentials: Credentials, contact: Contact) -> bytes:
     Every value is checked first; anything that cannot be sent exactly as given
     raises ``ValidationError`` naming the field.
     """
-    if not isinstance(credentials, Credentials):
-        raise ValidationError(f"credentials must be a Credentials, got {type(credentials).__name__}")
+    _check_credentials(credentials)
     return _render_request(credentials.key, credentials.hash, contact)
 
 
@@ -335,6 +334,12 @@ def parse_response(body: bytes, http_status: Optional[int] = None) -> Response:
 
 
 # -- checks shared by the data classes, the builder and the CLI --------------
+
+
+def _check_credentials(value: object) -> Credentials:
+    if not isinstance(value, Credentials):
+        raise ValidationError(f"credentials must be a Credentials, got {type(value).__name__}")
+    return value
 
 
 def _check_str(value: object, where: str, *, allow_empty: bool = True) -> str:
@@ -588,6 +593,15 @@ class _Endpoint(NamedTuple):
         return self._bracketed_host if self.port == default_port else str(self)
 
 
+class _Settings(NamedTuple):
+    """What ``edit_contact`` and ``Session`` are given besides credentials, checked."""
+
+    endpoint: _Endpoint
+    timeout: float
+    retries: int
+    context: Optional[ssl.SSLContext]  # None for http://
+
+
 class _Answer(NamedTuple):
     status: int
     retry_after: Optional[float]
@@ -614,21 +628,18 @@ def edit_contact(
     ``ssl_context`` replaces the default (system CAs, host name checked) for
     https:// URLs. To send many edits, a ``Session`` saves a connection each.
     """
-    endpoint = _parse_url(url)
-    _check_timeout(timeout)
-    _check_retries(retries)
-    context = _tls_context(ssl_context) if endpoint.scheme == "https" else None
+    settings = _check_settings(url, timeout, retries, ssl_context)
     body = build_request(credentials, contact)
-    request = _request_head(endpoint, len(body), keep_alive=False) + body
+    request = _request_head(settings.endpoint, len(body), keep_alive=False) + body
 
     def exchange(deadline: float) -> _Answer:
-        connection = _Connection(endpoint, context)
+        connection = _Connection(settings.endpoint, settings.context)
         try:
             return connection.exchange(request, deadline)
         finally:
             connection.close()
 
-    return _send(exchange, endpoint, credentials.hash, body, timeout, retries)
+    return _send(exchange, settings, credentials.hash, body)
 
 
 class Session:
@@ -652,19 +663,14 @@ class Session:
         retries: int = 2,
         ssl_context: Optional[ssl.SSLContext] = None,
     ) -> None:
-        if not isinstance(credentials, Credentials):
-            raise ValidationError(f"credentials must be a Credentials, got {type(credentials).__name__}")
-        self._credentials = credentials
-        self._endpoint = _parse_url(url)
-        self._timeout = _check_timeout(timeout)
-        self._retries = _check_retries(retries)
-        self._context = _tls_context(ssl_context) if self._endpoint.scheme == "https" else None
+        self._credentials = _check_credentials(credentials)
+        self._settings = _check_settings(url, timeout, retries, ssl_context)
         self._idle: List[_Connection] = []  # most recently used last
         self._lock = threading.Lock()
         self._closed = False
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self._endpoint.url} {'closed' if self._closed else 'open'}>"
+        return f"<{type(self).__name__} {self._settings.endpoint.url} {'closed' if self._closed else 'open'}>"
 
     def __enter__(self) -> Session:
         return self
@@ -684,11 +690,8 @@ class Session:
         """Send the edit and return the parsed answer: the rules, errors and retries of ``edit_contact()``."""
         self._check_open()
         body = build_request(self._credentials, contact)
-        request = _request_head(self._endpoint, len(body), keep_alive=True) + body
-        return _send(
-            functools.partial(self._exchange, request),
-            self._endpoint, self._credentials.hash, body, self._timeout, self._retries,
-        )
+        request = _request_head(self._settings.endpoint, len(body), keep_alive=True) + body
+        return _send(functools.partial(self._exchange, request), self._settings, self._credentials.hash, body)
 
     def edit_contacts(
         self, contacts: Iterable[Contact], workers: int = 1
@@ -702,7 +705,7 @@ class Session:
         ``ValidationError`` before anything is sent.
         """
         self._check_open()
-        workers = _check_workers(workers)
+        workers = _check_count(workers, "workers", 1)
         if isinstance(contacts, (Contact, str, bytes)) or not hasattr(contacts, "__iter__"):
             raise ValidationError(f"contacts must be an iterable of Contact, got {type(contacts).__name__}")
         pending = list(contacts)
@@ -725,7 +728,9 @@ class Session:
 
     def _exchange(self, request: bytes, deadline: float) -> _Answer:
         with self._lock:
-            connection = self._idle.pop() if self._idle else _Connection(self._endpoint, self._context)
+            connection = self._idle.pop() if self._idle else None
+        if connection is None:
+            connection = _Connection(self._settings.endpoint, self._settings.context)
         try:
             return connection.exchange(request, deadline)
         finally:
@@ -743,15 +748,9 @@ class Session:
             idle.close()
 
 
-def _send(
-    exchange: Callable[[float], _Answer],
-    endpoint: _Endpoint,
-    secret: str,
-    body: bytes,
-    timeout: float,
-    retries: int,
-) -> Response:
+def _send(exchange: Callable[[float], _Answer], settings: _Settings, secret: str, body: bytes) -> Response:
     """Run ``exchange(deadline)`` and parse its answer, trying again as ``edit_contact`` documents."""
+    endpoint, timeout, retries, _ = settings
     attempt = 1
     while True:
         started = time.monotonic()
@@ -827,16 +826,18 @@ def _check_timeout(timeout: object) -> float:
     return float(timeout)
 
 
-def _check_retries(retries: object) -> int:
-    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-        raise ValidationError(f"retries must be a whole number, 0 or more, got {retries!r}")
-    return retries
+def _check_count(value: object, name: str, least: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ValidationError(f"{name} must be a whole number, {least} or more, got {value!r}")
+    return value
 
 
-def _check_workers(workers: object) -> int:
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValidationError(f"workers must be a whole number, 1 or more, got {workers!r}")
-    return workers
+def _check_settings(url: object, timeout: object, retries: object, ssl_context: object) -> _Settings:
+    endpoint = _parse_url(url)
+    checked_timeout = _check_timeout(timeout)
+    checked_retries = _check_count(retries, "retries", 0)
+    context = _tls_context(ssl_context) if endpoint.scheme == "https" else None
+    return _Settings(endpoint, checked_timeout, checked_retries, context)
 
 
 def _tls_context(ssl_context: object) -> ssl.SSLContext:
@@ -1275,7 +1276,7 @@ def _retries_argument(text: str) -> int:
     import argparse
 
     try:
-        return _check_retries(int(text) if _ASCII_DIGITS.fullmatch(text) else text[:40])
+        return _check_count(int(text) if _ASCII_DIGITS.fullmatch(text) else text[:40], "retries", 0)
     except ValidationError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 

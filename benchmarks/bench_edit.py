@@ -44,6 +44,7 @@ ROOT = HERE.parent
 CERTIFICATE = HERE / "localhost.pem"  # certificate and key, for 127.0.0.1 and localhost only
 PATH = "/v1/edit-contact"
 WORKERS = (1, 4, 8)
+_CONTENT_LENGTH = re.compile(rb"(?i)\r\ncontent-length: *([0-9]+)")
 _GOAL_MISSED = 3  # the exit code when the run completed but a goal was not met
 
 sys.path.insert(0, str(ROOT))
@@ -102,7 +103,7 @@ async def _serve_http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     try:
         while True:
             head = await reader.readuntil(b"\r\n\r\n")
-            length = re.search(rb"(?i)\r\ncontent-length: *([0-9]+)", head)
+            length = _CONTENT_LENGTH.search(head)
             await reader.readexactly(int(length.group(1)) if length else 0)
             close = re.search(rb"(?i)\r\nconnection: *close", head) is not None
             writer.write(_answer(close))
@@ -213,7 +214,7 @@ class _Floor:
         while b"\r\n\r\n" not in data:
             data += self.sock.recv(1 << 16)
         head, _, body = data.partition(b"\r\n\r\n")
-        length = re.search(rb"(?i)\r\ncontent-length: *([0-9]+)", head)
+        length = _CONTENT_LENGTH.search(head)
         while length and len(body) < int(length.group(1)):
             body += self.sock.recv(1 << 16)
         return body

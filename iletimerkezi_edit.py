@@ -26,6 +26,7 @@ import re
 import sys
 import threading
 import time
+import weakref
 from typing import (
     TYPE_CHECKING,
     Any,
@@ -60,6 +61,7 @@ __all__ = [
     "APIError",
     "AuthenticationError",
     "TransportError",
+    "ProxyError",
     "ResponseError",
     "Credentials",
     "CustomField",
@@ -83,6 +85,8 @@ _USER_AGENT = "iletimerkezi_edit/" + __version__
 _MAX_RESPONSE_BYTES = 1 << 20  # real answers are under 2 KiB
 _READ_SIZE = 1 << 16
 _MAX_ID = 2**63 - 1
+_MAX_TIMEOUT = 86400.0  # a day; far beyond any real attempt, and within what every platform's timers hold
+_MAX_INTERIM_ANSWERS = 16  # 1xx answers skipped before the final one
 
 _ENV_KEY = "ILETIMERKEZI_KEY"
 _ENV_SECRET = "ILETIMERKEZI_SECRET"
@@ -150,6 +154,8 @@ _DTD_MARKUP = re.compile(rb"<!(?:DOCTYPE|ENTITY)")
 class IletiMerkeziError(Exception):
     """Base class of every error this module raises on purpose."""
 
+    _retry_after: Optional[float] = None  # seconds, when the answer that became this error said Retry-After
+
 
 class ValidationError(IletiMerkeziError, ValueError):
     """Input was rejected before anything was sent; the message names the field or setting."""
@@ -177,6 +183,21 @@ class AuthenticationError(APIError):
 
 class TransportError(IletiMerkeziError):
     """No answer arrived: connection refused or reset, DNS or TLS failure, timeout."""
+
+
+class ProxyError(TransportError):
+    """The proxy refused to open a tunnel to the API: its answer to ``CONNECT`` was not 2xx.
+
+    ``proxy`` is the proxy's ``host:port`` and ``status`` the HTTP status it
+    answered. A 4xx (407, 401, 403: check the proxy's user and password) is not
+    tried again; a 5xx is, like any missing answer.
+    """
+
+    def __init__(self, proxy: str, status: int, reason: str, target: str) -> None:
+        self.proxy = proxy
+        self.status = status
+        shown = " ".join(reason.split())[:80]
+        super().__init__(f"proxy {proxy} refused the tunnel to {target}: HTTP {status} {shown}".rstrip())
 
 
 class ResponseError(IletiMerkeziError):
@@ -568,6 +589,15 @@ def _parse_contact(element: ET.Element, http_status: Optional[int]) -> Contact:
 # ---------------------------------------------------------------------------
 # Transport
 # ---------------------------------------------------------------------------
+#
+# The standard library does most of the work: urllib.request finds the proxy,
+# http.client reads every answer, ssl does TLS. What is our own is what it cannot
+# do for a guarantee of this module: http.client.HTTPConnection gives each address
+# and each read the whole timeout and looks names up without any (so it cannot
+# bound an attempt as a whole), answers a 1xx other than 100 as if it were final,
+# and reports a proxy's refusal of CONNECT only as the text of an OSError (so no
+# status to decide on retries). So connecting, the CONNECT and the request are
+# written here, each against one deadline.
 
 
 class _Endpoint(NamedTuple):
@@ -593,6 +623,39 @@ class _Endpoint(NamedTuple):
         return self._bracketed_host if self.port == default_port else str(self)
 
 
+class _Proxy:
+    """An HTTP proxy to tunnel through; ``repr`` and ``str`` show ``host:port``, never the password."""
+
+    __slots__ = ("_authorization", "_password", "host", "port")
+
+    def __init__(self, host: str, port: int, user: Optional[str], password: Optional[str]) -> None:
+        self.host = host
+        self.port = port
+        self._password = password or None
+        self._authorization: Optional[str] = None
+        if user is not None:
+            import base64
+
+            pair = f"{user}:{password or ''}".encode()
+            self._authorization = "Basic " + base64.b64encode(pair).decode("ascii")
+
+    def __str__(self) -> str:
+        return str(_Endpoint("http", self.host, self.port, "/"))
+
+    def __repr__(self) -> str:
+        return f"<proxy {self}>"
+
+    def redact(self, text: str) -> str:
+        return text if self._password is None else _redact(text, self._password)
+
+    def connect_request(self, target: _Endpoint) -> bytes:
+        # Proxy-Authorization goes on the CONNECT only: what follows is TLS to the target.
+        authorization = "" if self._authorization is None else f"Proxy-Authorization: {self._authorization}\r\n"
+        return (
+            f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n{authorization}User-Agent: {_USER_AGENT}\r\n\r\n"
+        ).encode("ascii")
+
+
 class _Settings(NamedTuple):
     """What ``edit_contact`` and ``Session`` are given besides credentials, checked."""
 
@@ -600,6 +663,8 @@ class _Settings(NamedTuple):
     timeout: float
     retries: int
     context: Optional[ssl.SSLContext]  # None for http://
+    proxy: Optional[_Proxy]  # used when proxy_from_environment is False; None: connect directly
+    proxy_from_environment: bool
 
 
 class _Answer(NamedTuple):
@@ -616,26 +681,31 @@ def edit_contact(
     timeout: float = 30.0,
     retries: int = 2,
     ssl_context: Optional[ssl.SSLContext] = None,
+    proxy: Optional[str] = None,
 ) -> Response:
     """Send the edit on a new connection and return the parsed answer, trying again up to ``retries`` times.
 
     Raises ``ValidationError`` before connecting if any input is bad,
-    ``APIError`` if the API refuses, ``TransportError`` if no answer arrives,
-    ``ResponseError`` if the answer is not a response document. Each attempt,
-    from connecting to the last byte, ends within ``timeout`` seconds. Only a
-    missing answer, status 503 and an unreadable 5xx answer are tried again;
-    the last error is raised as it was. Redirects are not followed.
-    ``ssl_context`` replaces the default (system CAs, host name checked) for
-    https:// URLs. To send many edits, a ``Session`` saves a connection each.
+    ``APIError`` if the API refuses, ``TransportError`` if no answer arrives
+    (``ProxyError`` if the proxy refuses the tunnel), ``ResponseError`` if the
+    answer is not a response document for this contact. Each attempt, from
+    connecting to the last byte, ends within ``timeout`` seconds. Only a missing
+    answer, status 503 and an unreadable 5xx answer are tried again; the last
+    error is raised as it was. Redirects are not followed. ``ssl_context``
+    replaces the default (system CAs, host name checked) for https:// URLs.
+    ``proxy`` is ``"http://[user:password@]host:port"``, ``""`` for none, or
+    ``None`` to follow ``https_proxy``/``no_proxy`` from the environment. To send
+    many edits, a ``Session`` saves a connection each.
     """
-    settings = _check_settings(url, timeout, retries, ssl_context)
+    settings = _check_settings(url, timeout, retries, ssl_context, proxy)
     body = build_request(credentials, contact)
+    contact_id = _check_id(contact.id, "contact.id")
     request = _request_head(settings.endpoint, len(body), keep_alive=False) + body
 
-    def exchange(deadline: float) -> _Answer:
-        connection = _Connection(settings.endpoint, settings.context)
+    def exchange(deadline: float) -> Tuple[int, Response]:
+        connection = _Connection(settings)
         try:
-            return connection.exchange(request, deadline)
+            return _edit_on(connection, request, contact_id, deadline)
         finally:
             connection.close()
 
@@ -648,8 +718,9 @@ class Session:
     Takes the settings of ``edit_contact`` and checks them at once. It connects
     on the first edit, reuses connections, and replaces one the server closed
     while idle without counting that as a retry (an edit is idempotent). Safe to
-    share between threads (each thread in a call uses a connection of its own)
-    and to keep at module level in an AWS Lambda function. ``close()``, or
+    share between threads (each thread in a call uses a connection of its own),
+    to keep at module level in an AWS Lambda function, and to use on both sides
+    of ``os.fork()`` (a child opens connections of its own). ``close()``, or
     leaving a ``with`` block, closes every connection; a closed session refuses
     calls with ``ValidationError``.
     """
@@ -662,12 +733,14 @@ class Session:
         timeout: float = 30.0,
         retries: int = 2,
         ssl_context: Optional[ssl.SSLContext] = None,
+        proxy: Optional[str] = None,
     ) -> None:
         self._credentials = _check_credentials(credentials)
-        self._settings = _check_settings(url, timeout, retries, ssl_context)
+        self._settings = _check_settings(url, timeout, retries, ssl_context, proxy)
         self._idle: List[_Connection] = []  # most recently used last
         self._lock = threading.Lock()
         self._closed = False
+        _sessions.add(self)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._settings.endpoint.url} {'closed' if self._closed else 'open'}>"
@@ -690,8 +763,10 @@ class Session:
         """Send the edit and return the parsed answer: the rules, errors and retries of ``edit_contact()``."""
         self._check_open()
         body = build_request(self._credentials, contact)
+        contact_id = _check_id(contact.id, "contact.id")
         request = _request_head(self._settings.endpoint, len(body), keep_alive=True) + body
-        return _send(functools.partial(self._exchange, request), self._settings, self._credentials.hash, body)
+        exchange = functools.partial(self._exchange, request, contact_id)
+        return _send(exchange, self._settings, self._credentials.hash, body)
 
     def edit_contacts(
         self, contacts: Iterable[Contact], workers: int = 1
@@ -726,49 +801,90 @@ class Session:
         if self._closed:
             raise ValidationError("the session is closed")
 
-    def _exchange(self, request: bytes, deadline: float) -> _Answer:
+    def _exchange(self, request: bytes, contact_id: int, deadline: float) -> Tuple[int, Response]:
+        now = time.time()
         with self._lock:
             connection = self._idle.pop() if self._idle else None
+            stale = self._take_stale(now)
+        for old in stale:
+            old.close()
         if connection is None:
-            connection = _Connection(self._settings.endpoint, self._settings.context)
+            connection = _Connection(self._settings)
         try:
-            return connection.exchange(request, deadline)
+            return _edit_on(connection, request, contact_id, deadline)
         finally:
             self._put_back(connection)
 
     def _put_back(self, connection: _Connection) -> None:
-        # Connections left idle after a burst of workers are closed once they pass the idle limit.
         now = time.time()
         with self._lock:
-            kept = [idle for idle in self._idle if now - idle.idle_since <= _IDLE_LIMIT]
-            done = [idle for idle in self._idle if now - idle.idle_since > _IDLE_LIMIT]
-            (kept if connection.is_open and not self._closed else done).append(connection)
-            self._idle = kept
-        for idle in done:
-            idle.close()
+            done = self._take_stale(now)
+            if connection.is_open and not self._closed:
+                self._idle.append(connection)
+            else:
+                done.append(connection)
+        for old in done:
+            old.close()
+
+    def _take_stale(self, now: float) -> List[_Connection]:
+        """Remove and return the idle connections past the idle limit; the caller closes them outside the lock."""
+        stale = [idle for idle in self._idle if now - idle.idle_since > _IDLE_LIMIT]
+        if stale:
+            self._idle = [idle for idle in self._idle if now - idle.idle_since <= _IDLE_LIMIT]
+        return stale
+
+    def _after_fork_in_child(self) -> None:
+        # The parent's sockets are shared with it: the child drops its copies without a word on them
+        # (close() only releases the descriptor; the parent's connection stays open), and takes a new
+        # lock, since the parent's may have been held by a thread that does not exist here.
+        self._lock = threading.Lock()
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            connection.close()
 
 
-def _send(exchange: Callable[[float], _Answer], settings: _Settings, secret: str, body: bytes) -> Response:
-    """Run ``exchange(deadline)`` and parse its answer, trying again as ``edit_contact`` documents."""
-    endpoint, timeout, retries, _ = settings
+def _edit_on(connection: _Connection, request: bytes, contact_id: int, deadline: float) -> Tuple[int, Response]:
+    """One attempt on ``connection``: the HTTP status and the parsed answer, which must be about ``contact_id``."""
+    answer = connection.exchange(request, deadline)
+    try:
+        response = parse_response(answer.body, answer.status)
+        if response.contact is not None and response.contact.id != contact_id:
+            raise ResponseError(
+                f"the response is about contact {response.contact.id}, not {contact_id}: "
+                "the connection is out of step and is closed",
+                answer.status,
+            )
+    except IletiMerkeziError as error:
+        error._retry_after = answer.retry_after
+        if isinstance(error, ResponseError):  # framing or content is off: nothing more is read from it
+            connection.close()
+        raise
+    return answer.status, response
+
+
+def _send(exchange: Callable[[float], Tuple[int, Response]], settings: _Settings, secret: str, body: bytes) -> Response:
+    """Run ``exchange(deadline)`` until it succeeds or fails for good, trying again as ``edit_contact`` documents."""
+    endpoint, timeout, retries = settings.endpoint, settings.timeout, settings.retries
     attempt = 1
     while True:
         started = time.monotonic()
-        answer: Optional[_Answer] = None
         try:
-            answer = exchange(started + timeout)
-            response = parse_response(answer.body, answer.status)
+            status, response = exchange(started + timeout)
         except IletiMerkeziError as error:
             _scrub(error, secret)
-            wait = _retry_wait(error, answer, attempt, retries)
-            _log_attempt(endpoint, attempt, retries, started, answer, error, wait, body, secret)
+            wait = _retry_wait(error, attempt, retries)
+            _log_attempt(endpoint, attempt, retries, started, getattr(error, "http_status", None), error, wait, body,
+                         secret)
             if wait is None:
                 raise
             time.sleep(wait)
             attempt += 1
             continue
-        _log_attempt(endpoint, attempt, retries, started, answer, None, None, body, secret)
+        _log_attempt(endpoint, attempt, retries, started, status, None, None, body, secret)
         return response
+
+
+# -- settings ----------------------------------------------------------------
 
 
 def _parse_url(url: object) -> _Endpoint:
@@ -786,27 +902,84 @@ def _parse_url(url: object) -> _Endpoint:
     scheme = parts.scheme.lower()
     if scheme not in ("https", "http"):
         raise ValidationError(f"url must start with https://, got {text[:40]!r}")
-    host = parts.hostname
-    if not host:
-        raise ValidationError(f"url has no host: {text[:40]!r}")
+    host = _check_host(parts.hostname, "url")
     if parts.username is not None or parts.password is not None:
         raise ValidationError("url must not contain a user name or password")
-    try:
-        host.encode("idna")
-    except UnicodeError:
-        raise ValidationError(f"url host is not a valid host name: {host[:40]!r}") from None
-    try:
-        port = parts.port
-    except ValueError:
-        port = 0
-    if port == 0:
-        raise ValidationError(f"url has an invalid port: {text[:40]!r}")
-    if port is None:
-        port = 443 if scheme == "https" else 80
+    port = _check_port(parts, "url", 443 if scheme == "https" else 80)
     if scheme == "http" and not _is_loopback(host):
         raise ValidationError("url must use https://; plain http:// is allowed only for localhost, 127.0.0.0/8 and ::1")
     path = (parts.path or "/") + ("?" + parts.query if parts.query else "")
     return _Endpoint(scheme, host, port, path)
+
+
+def _check_host(host: Optional[str], where: str) -> str:
+    if not host:
+        raise ValidationError(f"{where} has no host")
+    try:
+        host.encode("idna")
+    except UnicodeError:
+        raise ValidationError(f"{where} host is not a valid host name: {host[:40]!r}") from None
+    return host
+
+
+def _check_port(parts: Any, where: str, default: int) -> int:
+    try:
+        port: Optional[int] = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise ValidationError(f"{where} has an invalid port")
+    return default if port is None else port
+
+
+def _parse_proxy(value: object, where: str) -> Optional[_Proxy]:
+    """``http://[user:password@]host[:port]`` (``http://`` may be left out) as a ``_Proxy``; ``""`` is no proxy.
+
+    Errors name ``where`` and never echo the value, which may hold a password.
+    """
+    from urllib.parse import unquote, urlsplit
+
+    text = _check_str(value, where)
+    if not text:
+        return None
+    if _URL_FORBIDDEN.search(text):
+        raise ValidationError(f"{where} must not contain white space or control characters")
+    if "://" not in text:
+        text = "http://" + text  # as curl and requests read "proxy:3128"
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        raise ValidationError(f"{where} is malformed; expected http://[user:password@]host:port") from None
+    scheme = parts.scheme.lower()
+    if scheme == "https":
+        # urllib.request would speak plain TCP to it and send the CONNECT in clear text.
+        raise ValidationError(
+            f"{where}: https:// proxies are not supported; use http://host:port "
+            "(the tunnel through it is TLS from end to end)"
+        )
+    if scheme != "http":
+        raise ValidationError(f"{where} must start with http://, got scheme {scheme[:20]!r}")
+    host = _check_host(parts.hostname, where)
+    if not host.isascii():
+        raise ValidationError(f"{where} host must be ASCII: use the xn-- form")
+    port = _check_port(parts, where, 80)
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValidationError(f"{where} must be http://[user:password@]host:port, without a path")
+    user = None if parts.username is None else unquote(parts.username)
+    password = None if parts.password is None else unquote(parts.password)
+    if user is not None and (":" in user or _NOT_XML_CHAR.search(user + (password or ""))):
+        raise ValidationError(f"{where} has a user name or password that cannot be sent")
+    return _Proxy(host, port, user, password)
+
+
+def _environment_proxy(endpoint: _Endpoint) -> Optional[_Proxy]:
+    """The proxy that ``urllib.request`` would use for ``endpoint``: ``https_proxy``, ``no_proxy`` and the rest."""
+    import urllib.request
+
+    found = urllib.request.getproxies().get(endpoint.scheme)
+    if not found or urllib.request.proxy_bypass(endpoint.host_header):
+        return None
+    return _parse_proxy(found, f"the {endpoint.scheme}_proxy environment variable")
 
 
 def _is_loopback(host: str) -> bool:
@@ -821,8 +994,9 @@ def _is_loopback(host: str) -> bool:
 
 
 def _check_timeout(timeout: object) -> float:
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < float("inf"):
-        raise ValidationError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= _MAX_TIMEOUT:
+        raise ValidationError(f"timeout must be a number of seconds above 0 and at most {_MAX_TIMEOUT:g}, "
+                              f"got {timeout!r}"[:160])
     return float(timeout)
 
 
@@ -832,12 +1006,13 @@ def _check_count(value: object, name: str, least: int) -> int:
     return value
 
 
-def _check_settings(url: object, timeout: object, retries: object, ssl_context: object) -> _Settings:
+def _check_settings(url: object, timeout: object, retries: object, ssl_context: object, proxy: object) -> _Settings:
     endpoint = _parse_url(url)
     checked_timeout = _check_timeout(timeout)
     checked_retries = _check_count(retries, "retries", 0)
     context = _tls_context(ssl_context) if endpoint.scheme == "https" else None
-    return _Settings(endpoint, checked_timeout, checked_retries, context)
+    checked_proxy = None if proxy is None else _parse_proxy(proxy, "proxy")
+    return _Settings(endpoint, checked_timeout, checked_retries, context, checked_proxy, proxy is None)
 
 
 def _tls_context(ssl_context: object) -> ssl.SSLContext:
@@ -883,13 +1058,15 @@ class _ClosedWhileIdle(Exception):
 class _Connection:
     """One HTTP/1.1 connection to an endpoint, opened on first use and kept open while the server allows it.
 
-    One thread at a time uses it; ``Session`` hands it out.
+    One thread at a time uses it; ``Session`` hands it out. It belongs to the
+    process that opened it: after a fork, the other process opens its own.
     """
 
-    def __init__(self, endpoint: _Endpoint, context: Optional[ssl.SSLContext]) -> None:
-        self._endpoint = endpoint
-        self._context = context
+    def __init__(self, settings: _Settings) -> None:
+        self._settings = settings
         self._sock: Optional[socket.socket] = None
+        self._pid = 0
+        self._route = str(settings.endpoint)
         self.idle_since = 0.0
 
     @property
@@ -912,19 +1089,44 @@ class _Connection:
 
         try:
             sock = self._sock
-            if sock is not None and self._is_reusable(sock):
+            # A socket opened by another process (a fork without our hooks) is never written to.
+            if sock is not None and self._pid == os.getpid() and self._is_reusable(sock):
                 try:
                     return self._round_trip(sock, request, deadline, reused=True)
                 except _ClosedWhileIdle:
-                    _log.debug("POST %s: the server had closed the idle connection; reconnecting", self._endpoint.url)
+                    _log.debug("POST %s: the server had closed the idle connection; reconnecting",
+                               self._settings.endpoint.url)
             self.close()
-            sock = self._sock = _open(self._endpoint, self._context, deadline)
+            sock = self._sock = self._open(deadline)
+            self._pid = os.getpid()
             return self._round_trip(sock, request, deadline, reused=False)
         except (OSError, http.client.HTTPException, ValueError) as exc:  # 3.10+ raise ValueError on some bad chunks
             self.close()
-            raise TransportError(f"no answer from {self._endpoint}: {type(exc).__name__}: {exc}") from exc
+            raise TransportError(f"no answer from {self._route}: {type(exc).__name__}: {exc}") from exc
         except BaseException:
             self.close()
+            raise
+
+    def _open(self, deadline: float) -> socket.socket:
+        """A connected socket, through the proxy if there is one, TLS done for https://."""
+        settings = self._settings
+        endpoint = settings.endpoint
+        proxy = _environment_proxy(endpoint) if settings.proxy_from_environment else settings.proxy
+        if proxy is None:
+            self._route = str(endpoint)
+            sock = _connect(endpoint.host, endpoint.port, deadline)
+        else:
+            self._route = f"{endpoint} through proxy {proxy}"
+            sock = _connect(proxy.host, proxy.port, deadline)
+        try:
+            if proxy is not None:
+                _tunnel(sock, proxy, endpoint, deadline)
+            if settings.context is None:
+                return sock
+            _set_deadline(sock, deadline)  # the handshake as a whole is bounded by the socket's timeout
+            return settings.context.wrap_socket(sock, server_hostname=endpoint.host)
+        except BaseException:
+            sock.close()
             raise
 
     def _is_reusable(self, sock: socket.socket) -> bool:
@@ -932,7 +1134,7 @@ class _Connection:
         if time.time() - self.idle_since > _IDLE_LIMIT:
             return False
         nothing_yet: Tuple[Type[OSError], ...] = (BlockingIOError,)
-        if self._context is not None:
+        if self._settings.context is not None:
             import ssl
 
             nothing_yet += (ssl.SSLWantReadError,)
@@ -946,25 +1148,26 @@ class _Connection:
         return False
 
     def _round_trip(self, sock: socket.socket, request: bytes, deadline: float, *, reused: bool) -> _Answer:
-        import http.client
         import socket
 
         reader = _DeadlineReader(sock, deadline)
-        answer = http.client.HTTPResponse(_DeadlineSocket(reader), method="POST")  # type: ignore[arg-type]
         try:
             try:
                 _set_deadline(sock, deadline)
                 sock.sendall(request)
-                answer.begin()
+                answer = _final_answer(reader, "POST")
             except OSError as exc:  # includes RemoteDisconnected: closed before the status line
                 if reused and not reader.received and not isinstance(exc, socket.timeout):
                     raise _ClosedWhileIdle from exc
                 raise
-            body = _read_capped(answer)
+            try:
+                body = _read_capped(answer)
+            finally:
+                # Closes the answer's reader, not the socket. Left to the garbage collector, a failed answer's
+                # reader can be finalized first, and the answer's own finalizer then complains on 3.13.
+                answer.close()
         finally:
-            # Closes the answer's reader, not the socket. Left to the garbage collector, a failed answer's
-            # reader can be finalized first, and the answer's own finalizer then complains on 3.13.
-            answer.close()
+            reader.close()
         if answer.will_close:
             self.close()
         else:
@@ -972,25 +1175,51 @@ class _Connection:
         return _Answer(answer.status, _parse_retry_after(answer.getheader("Retry-After")), body)
 
 
-def _open(endpoint: _Endpoint, context: Optional[ssl.SSLContext], deadline: float) -> socket.socket:
-    """A connected socket, TLS done when ``context`` is given."""
-    sock = _connect(endpoint, deadline)
-    if context is None:
-        return sock
+def _final_answer(reader: _DeadlineReader, method: str) -> http.client.HTTPResponse:
+    """The head of the final answer on ``reader``, after any interim 1xx answers (102, 103, ...)."""
+    import http.client
+
+    source = _DeadlineSocket(reader)
+    for _ in range(_MAX_INTERIM_ANSWERS + 1):
+        answer = http.client.HTTPResponse(source, method=method)  # type: ignore[arg-type]
+        try:
+            answer.begin()
+        except BaseException:
+            answer.close()
+            raise
+        if not 100 <= answer.status < 200:
+            return answer
+        answer.fp = None  # type: ignore[assignment]  # the next answer reads on from the same buffer
+        if answer.status == 101:
+            raise ResponseError("the server switched protocols (HTTP 101) though none was asked for", 101)
+    raise ResponseError(f"more than {_MAX_INTERIM_ANSWERS} interim (1xx) answers", answer.status)
+
+
+def _tunnel(sock: socket.socket, proxy: _Proxy, target: _Endpoint, deadline: float) -> None:
+    """Ask ``proxy`` on ``sock`` for a tunnel to ``target``; raise ``ProxyError`` if it refuses."""
+    import http.client
+
+    _set_deadline(sock, deadline)
+    sock.sendall(proxy.connect_request(target))
+    reader = _DeadlineReader(sock, deadline)
     try:
-        _set_deadline(sock, deadline)  # the handshake as a whole is bounded by the socket's timeout
-        return context.wrap_socket(sock, server_hostname=endpoint.host)
-    except BaseException:
-        sock.close()
-        raise
+        answer = _final_answer(reader, "CONNECT")
+    except (http.client.HTTPException, ResponseError):
+        # Its text is whatever the proxy sent, which may echo the request and so the password.
+        raise OSError(f"the answer of proxy {proxy} to CONNECT is not HTTP") from None
+    finally:
+        reader.close()
+    answer.close()
+    if not 200 <= answer.status < 300:
+        raise ProxyError(str(proxy), answer.status, proxy.redact(answer.reason), str(target))
 
 
-def _connect(endpoint: _Endpoint, deadline: float) -> socket.socket:
+def _connect(host: str, port: int, deadline: float) -> socket.socket:
     """Try each address in turn, all within one deadline (``socket.create_connection`` gives each the whole timeout)."""
     import socket
 
-    error = OSError(f"no address found for {endpoint.host}")
-    for family, kind, protocol, _, address in _resolve(endpoint, deadline):
+    error = OSError(f"no address found for {host}")
+    for family, kind, protocol, _, address in _resolver.resolve(host, port, deadline):
         sock = socket.socket(family, kind, protocol)
         try:
             _set_deadline(sock, deadline)
@@ -1005,30 +1234,72 @@ def _connect(endpoint: _Endpoint, deadline: float) -> socket.socket:
     raise error
 
 
-def _resolve(endpoint: _Endpoint, deadline: float) -> List[Any]:
-    """``getaddrinfo`` for the endpoint, given up at ``deadline``: the system resolver has no timeout of ours."""
-    import socket
+class _Lookup:
+    """One ``getaddrinfo`` in flight, and its result once it is done."""
 
-    try:
-        return socket.getaddrinfo(endpoint.host, endpoint.port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
-    except socket.gaierror:
-        pass  # a name, not an address
-    found: List[Any] = []
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.result: Union[List[Any], OSError, None] = None
 
-    def look_up() -> None:
+
+class _Resolver:
+    """Name lookups given up at each caller's deadline: the system resolver has no timeout of ours.
+
+    A lookup runs in a thread of its own so that a caller can stop waiting; every
+    caller that needs the same host and port while it runs waits for that one,
+    so a slow resolver cannot make threads pile up with the number of calls.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._in_flight: Dict[Tuple[str, int], _Lookup] = {}
+
+    def resolve(self, host: str, port: int, deadline: float) -> List[Any]:
+        import socket
+
         try:
-            found.append(socket.getaddrinfo(endpoint.host, endpoint.port, type=socket.SOCK_STREAM))
-        except OSError as exc:
-            found.append(exc)
+            return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
+        except socket.gaierror:
+            pass  # a name, not an address
+        key = (host, port)
+        with self._lock:
+            lookup = self._in_flight.get(key)
+            if lookup is None:
+                lookup = _Lookup()
+                worker = threading.Thread(
+                    target=self._look_up, args=(key, lookup), name="iletimerkezi_edit-resolve", daemon=True
+                )
+                try:
+                    worker.start()
+                except RuntimeError as exc:  # "can't start new thread"
+                    raise OSError(f"cannot start a thread to look up {host}: {exc}") from None
+                self._in_flight[key] = lookup
+        if not lookup.done.wait(max(0.0, deadline - time.monotonic())):
+            raise socket.timeout(f"looking up {host} timed out")
+        if isinstance(lookup.result, OSError):
+            raise lookup.result
+        return list(lookup.result or ())
 
-    worker = threading.Thread(target=look_up, name="iletimerkezi_edit-resolve", daemon=True)
-    worker.start()
-    worker.join(max(0.0, deadline - time.monotonic()))
-    if not found:
-        raise socket.timeout(f"looking up {endpoint.host} timed out")
-    if isinstance(found[0], OSError):
-        raise found[0]
-    return list(found[0])
+    def _look_up(self, key: Tuple[str, int], lookup: _Lookup) -> None:
+        import socket
+
+        try:
+            lookup.result = socket.getaddrinfo(key[0], key[1], type=socket.SOCK_STREAM)
+        except OSError as exc:
+            lookup.result = exc
+        finally:
+            with self._lock:
+                if self._in_flight.get(key) is lookup:
+                    del self._in_flight[key]
+            lookup.done.set()
+
+    def after_fork_in_child(self) -> None:
+        # A lookup in flight at the fork has no thread here, and would never end.
+        self._lock = threading.Lock()
+        self._in_flight = {}
+
+
+_resolver = _Resolver()
 
 
 def _set_deadline(sock: socket.socket, deadline: float) -> None:
@@ -1060,13 +1331,16 @@ class _DeadlineReader(io.RawIOBase):
 
 
 class _DeadlineSocket:
-    """All that ``http.client.HTTPResponse`` asks of a socket: a file to read the answer from."""
+    """All that ``http.client.HTTPResponse`` asks of a socket: a file to read the answer from.
+
+    Every answer read from it shares one buffer, so that a final answer can follow interim ones.
+    """
 
     def __init__(self, reader: _DeadlineReader) -> None:
-        self._reader = reader
+        self._file = io.BufferedReader(reader)
 
     def makefile(self, mode: str) -> io.BufferedReader:
-        return io.BufferedReader(self._reader)
+        return self._file
 
 
 def _read_capped(answer: http.client.HTTPResponse) -> bytes:
@@ -1095,15 +1369,30 @@ def _parse_retry_after(value: Optional[str]) -> Optional[float]:
     return min(float(value.strip()), _RETRY_AFTER_CAP)
 
 
+# -- fork safety ---------------------------------------------------------------
+
+_sessions: weakref.WeakSet[Session] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    _resolver.after_fork_in_child()
+    for session in list(_sessions):
+        session._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX; Windows has no fork
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 # -- retries, secrets, logging -----------------------------------------------
 
 
-def _retry_wait(error: IletiMerkeziError, answer: Optional[_Answer], attempt: int, retries: int) -> Optional[float]:
+def _retry_wait(error: IletiMerkeziError, attempt: int, retries: int) -> Optional[float]:
     """Seconds to wait before trying again, or ``None`` when ``error`` is final."""
     if attempt > retries or not _is_retryable(error):
         return None
-    if answer is not None and answer.retry_after is not None:
-        return answer.retry_after
+    if error._retry_after is not None:
+        return error._retry_after
     import random
 
     ceiling = min(_BACKOFF_CAP, _BACKOFF_FIRST * 2 ** min(attempt - 1, 16))
@@ -1111,6 +1400,9 @@ def _retry_wait(error: IletiMerkeziError, answer: Optional[_Answer], attempt: in
 
 
 def _is_retryable(error: IletiMerkeziError) -> bool:
+    if isinstance(error, ProxyError):
+        # A proxy's 4xx (a wrong password above all: trying it again can lock the account) stays a 4xx.
+        return error.status >= 500
     if isinstance(error, TransportError):
         # A certificate that does not verify will not verify on the next try either.
         ssl = sys.modules.get("ssl")
@@ -1145,7 +1437,7 @@ def _log_attempt(
     attempt: int,
     retries: int,
     started: float,
-    answer: Optional[_Answer],
+    status: Optional[int],
     error: Optional[IletiMerkeziError],
     wait: Optional[float],
     body: bytes,
@@ -1153,7 +1445,6 @@ def _log_attempt(
 ) -> None:
     if not _log.isEnabledFor(logging.DEBUG):
         return
-    status = answer.status if answer is not None else getattr(error, "http_status", None)
     outcome = "no answer" if status is None else f"HTTP {status}"
     if error is not None:
         outcome += f", {type(error).__name__}: {' '.join(str(error).split())}"
@@ -1193,13 +1484,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         contact = _contact_from_args(args)
         if args.dry_run:
-            _parse_url(args.url)
-            _check_timeout(args.timeout)
+            _check_settings(args.url, args.timeout, args.retries, None, args.proxy)
             _write_bytes(sys.stdout, _dry_run_request(contact))
             return _EXIT_OK
         with _logging_to_stderr(args.verbose):
             response = edit_contact(
-                Credentials.from_env(), contact, url=args.url, timeout=args.timeout, retries=args.retries
+                Credentials.from_env(), contact, url=args.url, timeout=args.timeout, retries=args.retries,
+                proxy=args.proxy,
             )
     except ValidationError as exc:
         return _report(f"invalid input: {exc}", _EXIT_USAGE)
@@ -1250,6 +1541,11 @@ def _argument_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--retries", type=_retries_argument, default=2, metavar="N",
         help="tries again after no answer, 503 or an unreadable 5xx answer (default: 2)",
+    )
+    parser.add_argument(
+        "--proxy", metavar="URL",
+        help="tunnel through this proxy, http://[user:password@]host:port; '' for none "
+        "(default: https_proxy and no_proxy from the environment)",
     )
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="log each attempt to stderr (the hash is never shown)"

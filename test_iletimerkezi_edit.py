@@ -1237,7 +1237,7 @@ def test_backoff_grows_exponentially_with_jitter_up_to_a_cap(monkeypatch, caplog
 
 def test_waits_are_jittered():
     # Clients that failed together should not all come back at the same moment.
-    waits = [ie._retry_wait(ie.TransportError("x"), None, 1, 2) for _ in range(1000)]
+    waits = [ie._retry_wait(ie.TransportError("x"), 1, 2) for _ in range(1000)]
     assert 0.25 <= min(waits) < 0.27 and 0.48 < max(waits) <= 0.5
 
 

@@ -1100,6 +1100,9 @@ class _Connection:
             sock = self._sock = self._open(deadline)
             self._pid = os.getpid()
             return self._round_trip(sock, request, deadline, reused=False)
+        except IletiMerkeziError:  # ours already; a ValidationError is a ValueError too
+            self.close()
+            raise
         except (OSError, http.client.HTTPException, ValueError) as exc:  # 3.10+ raise ValueError on some bad chunks
             self.close()
             raise TransportError(f"no answer from {self._route}: {type(exc).__name__}: {exc}") from exc
@@ -1133,53 +1136,43 @@ class _Connection:
         """Whether the idle ``sock`` may carry a request: not idle too long, and nothing arrived, not even a close."""
         if time.time() - self.idle_since > _IDLE_LIMIT:
             return False
-        nothing_yet: Tuple[Type[OSError], ...] = (BlockingIOError,)
-        if self._settings.context is not None:
-            import ssl
-
-            nothing_yet += (ssl.SSLWantReadError,)
         sock.settimeout(0.0)
         try:
             sock.recv(1)  # b"" is the server's close; a byte would be an answer to nothing
-        except nothing_yet:
-            return True
-        except OSError:
-            return False
+        except OSError as exc:
+            return _is_would_block(exc)
+        return False
         return False
 
     def _round_trip(self, sock: socket.socket, request: bytes, deadline: float, *, reused: bool) -> _Answer:
         import socket
 
-        reader = _DeadlineReader(sock, deadline)
+        source = _DeadlineSocket(sock, deadline)
         try:
-            try:
-                _set_deadline(sock, deadline)
-                sock.sendall(request)
-                answer = _final_answer(reader, "POST")
-            except OSError as exc:  # includes RemoteDisconnected: closed before the status line
-                if reused and not reader.received and not isinstance(exc, socket.timeout):
-                    raise _ClosedWhileIdle from exc
-                raise
-            try:
-                body = _read_capped(answer)
-            finally:
-                # Closes the answer's reader, not the socket. Left to the garbage collector, a failed answer's
-                # reader can be finalized first, and the answer's own finalizer then complains on 3.13.
-                answer.close()
+            _set_deadline(sock, deadline)
+            sock.sendall(request)
+            answer = _final_answer(source, "POST")
+        except OSError as exc:  # includes RemoteDisconnected: closed before the status line
+            if reused and not source.received and not isinstance(exc, socket.timeout):
+                raise _ClosedWhileIdle from exc
+            raise
+        try:
+            body = _read_capped(answer)
         finally:
-            reader.close()
-        if answer.will_close:
+            # Closes the answer's reader, not the socket. Left to the garbage collector, a failed answer's
+            # reader can be finalized first, and the answer's own finalizer then complains on 3.13.
+            answer.close()
+        if answer.will_close or source.overran:
             self.close()
         else:
             self.idle_since = time.time()
         return _Answer(answer.status, _parse_retry_after(answer.getheader("Retry-After")), body)
 
 
-def _final_answer(reader: _DeadlineReader, method: str) -> http.client.HTTPResponse:
-    """The head of the final answer on ``reader``, after any interim 1xx answers (102, 103, ...)."""
+def _final_answer(source: _DeadlineSocket, method: str) -> http.client.HTTPResponse:
+    """The head of the final answer from ``source``, after any interim 1xx answers (102, 103, ...)."""
     import http.client
 
-    source = _DeadlineSocket(reader)
     for _ in range(_MAX_INTERIM_ANSWERS + 1):
         answer = http.client.HTTPResponse(source, method=method)  # type: ignore[arg-type]
         try:
@@ -1201,17 +1194,17 @@ def _tunnel(sock: socket.socket, proxy: _Proxy, target: _Endpoint, deadline: flo
 
     _set_deadline(sock, deadline)
     sock.sendall(proxy.connect_request(target))
-    reader = _DeadlineReader(sock, deadline)
+    source = _DeadlineSocket(sock, deadline)
     try:
-        answer = _final_answer(reader, "CONNECT")
+        answer = _final_answer(source, "CONNECT")
     except (http.client.HTTPException, ResponseError):
         # Its text is whatever the proxy sent, which may echo the request and so the password.
         raise OSError(f"the answer of proxy {proxy} to CONNECT is not HTTP") from None
-    finally:
-        reader.close()
-    answer.close()
+    answer.close()  # a refusal's body is not read: the connection is closed
     if not 200 <= answer.status < 300:
         raise ProxyError(str(proxy), answer.status, proxy.redact(answer.reason), str(target))
+    if source.overran:  # bytes before the TLS handshake: nothing from this proxy can be trusted to be the target
+        raise OSError(f"proxy {proxy} sent more than its answer to CONNECT")
 
 
 def _connect(host: str, port: int, deadline: float) -> socket.socket:
@@ -1312,22 +1305,51 @@ def _set_deadline(sock: socket.socket, deadline: float) -> None:
 
 
 class _DeadlineReader(io.RawIOBase):
-    """A socket's input in which every read ends by one deadline, so a dribbling server cannot stretch it."""
+    """A socket's input in which every read ends by one deadline, so a dribbling server cannot stretch it.
+
+    With ``waiting`` off, a read takes only what has already arrived.
+    """
 
     def __init__(self, sock: socket.socket, deadline: float) -> None:
         super().__init__()
         self._sock = sock
         self._deadline = deadline
         self.received = 0
+        self.waiting = True
 
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer: Any) -> int:
-        _set_deadline(self._sock, self._deadline)
-        count = self._sock.recv_into(buffer)
+    def readinto(self, buffer: Any) -> Optional[int]:
+        if self.waiting:
+            _set_deadline(self._sock, self._deadline)
+        else:
+            self._sock.settimeout(0.0)
+        try:
+            count = self._sock.recv_into(buffer)
+        except OSError as exc:
+            if self.waiting or not _is_would_block(exc):
+                raise
+            return None  # nothing has arrived
         self.received += count
         return count
+
+
+class _AnswerFile(io.BufferedReader):
+    """The buffered input of answers; on closing it notes whether bytes beyond the answer had arrived."""
+
+    overran = False
+
+    def close(self) -> None:
+        # http.client closes it when the answer ends. Bytes already there after that belong to no request:
+        # the connection is out of step, and the next answer read from it could be this one's stray copy.
+        if not self.closed and isinstance(self.raw, _DeadlineReader):
+            self.raw.waiting = False
+            try:
+                self.overran = bool(self.peek(1))
+            except OSError:
+                pass  # a reset after the answer: the next use finds the connection closed
+        super().close()
 
 
 class _DeadlineSocket:
@@ -1336,11 +1358,27 @@ class _DeadlineSocket:
     Every answer read from it shares one buffer, so that a final answer can follow interim ones.
     """
 
-    def __init__(self, reader: _DeadlineReader) -> None:
-        self._file = io.BufferedReader(reader)
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        self._reader = _DeadlineReader(sock, deadline)
+        self._file = _AnswerFile(self._reader)
+
+    @property
+    def received(self) -> int:
+        return self._reader.received
+
+    @property
+    def overran(self) -> bool:
+        return self._file.overran
 
     def makefile(self, mode: str) -> io.BufferedReader:
         return self._file
+
+
+def _is_would_block(error: OSError) -> bool:
+    if isinstance(error, BlockingIOError):
+        return True
+    ssl = sys.modules.get("ssl")
+    return ssl is not None and isinstance(error, ssl.SSLWantReadError)
 
 
 def _read_capped(answer: http.client.HTTPResponse) -> bytes:

@@ -351,6 +351,14 @@ def service():
         yield fake
 
 
+@pytest.fixture(autouse=True)
+def no_proxy_from_this_machine(monkeypatch):
+    """The machine's proxy variables must not change what a test sends; tests that want one set it."""
+    for name in list(os.environ):
+        if name.lower().endswith("_proxy") or name == "REQUEST_METHOD":
+            monkeypatch.delenv(name)
+
+
 class FaultServer:
     """A TCP server that reads each request, logs it, then acts out ``behaviour(connection, server, request)``.
 
@@ -2127,6 +2135,635 @@ def test_cli_timeout_bounds_each_attempt_and_exits_3():
                                   CREDENTIAL_ENV)
         assert time.monotonic() - started < 5
     assert code == 3 and "timed out" in stderr
+
+
+# ---------------------------------------------------------------------------
+# Proxies, fork, interim answers, name lookups
+# ---------------------------------------------------------------------------
+
+PROXY_USER = "şirket\\ali"
+PROXY_PASSWORD = "p@ss:wörd/42"
+PROXY_CREDENTIALS = "%C5%9Firket%5Cali:p%40ss%3Aw%C3%B6rd%2F42"  # the two above, percent-encoded
+
+
+def basic(user, password):
+    import base64
+
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode("utf-8")).decode("ascii")
+
+
+class ConnectProxy:
+    """A forward proxy that tunnels CONNECT, as squid and tinyproxy do, with the ways a proxy can refuse.
+
+    ``refuse`` answers every CONNECT with that status (``reason`` as its reason phrase); ``act`` replaces the
+    answer with a behaviour of its own; ``hosts`` is the proxy's own name resolution. ``connects`` records
+    each CONNECT's target and headers.
+    """
+
+    def __init__(self, user=None, password=None, refuse=None, reason="Refused", act=None, hosts=None):
+        self.authorization = None if user is None else basic(user, password)
+        self.refuse, self.reason, self.act, self.hosts = refuse, reason, act, hosts or {}
+        self.connects = []
+        self.released = threading.Event()
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.listener.settimeout(0.02)
+        self.port = self.listener.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.threads = [threading.Thread(target=self._accept, daemon=True)]
+
+    def __enter__(self):
+        self.threads[0].start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.released.set()
+        for thread in list(self.threads):
+            thread.join(10)
+        self.listener.close()
+
+    def _accept(self):
+        while not self.released.is_set():
+            try:
+                connection, _ = self.listener.accept()
+            except socket.timeout:
+                continue
+            thread = threading.Thread(target=self._serve, args=(connection,), daemon=True)
+            self.threads.append(thread)
+            thread.start()
+
+    def _serve(self, connection):
+        with connection:
+            try:
+                self._tunnel(connection)
+            except OSError:
+                pass
+
+    def _tunnel(self, connection):
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = connection.recv(4096)
+            if not chunk:
+                return
+            head += chunk
+        lines = head.split(b"\r\n\r\n")[0].decode("latin-1").split("\r\n")
+        method, target, _ = lines[0].split(" ")
+        headers = dict(line.split(": ", 1) for line in lines[1:])
+        self.connects.append((method, target, headers))
+        if self.act is not None:
+            return self.act(connection, self)
+        if self.authorization is not None and headers.get("Proxy-Authorization") != self.authorization:
+            return self._answer(connection, 407, "Proxy Authentication Required", ("Proxy-Authenticate: Basic",))
+        if self.refuse is not None:
+            return self._answer(connection, self.refuse, self.reason)
+        host, port = target.rsplit(":", 1)
+        try:
+            upstream = socket.create_connection((self.hosts.get(host, host), int(port)), timeout=5)
+        except OSError:
+            return self._answer(connection, 503, "Service Unavailable")
+        with upstream:
+            connection.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            relay(connection, upstream, self.released)
+
+    @staticmethod
+    def _answer(connection, status, reason, extra=()):
+        body = f"<html><body>{status} {reason}</body></html>".encode("utf-8")
+        head = [f"HTTP/1.1 {status} {reason}", "Content-Type: text/html", f"Content-Length: {len(body)}",
+                "Connection: keep-alive", *extra]
+        connection.sendall(("\r\n".join(head) + "\r\n\r\n").encode("utf-8") + body)
+
+
+def relay(one, other, released):
+    """Copy bytes both ways until either side closes."""
+    import select
+
+    while not released.is_set():
+        readable, _, _ = select.select([one, other], [], [], 0.05)
+        for source in readable:
+            data = source.recv(65536)
+            if not data:
+                return
+            (other if source is one else one).sendall(data)
+
+
+@pytest.fixture
+def tls_service(certificates):
+    with https_service(certificates["local"]) as fake:
+        fake.url = fake.url.replace("127.0.0.1", "localhost")
+        yield fake
+
+
+@pytest.fixture
+def trusted(certificates):
+    return trusting(certificates["local"])
+
+
+def test_a_proxy_tunnels_https_end_to_end_and_a_session_keeps_the_tunnel(tls_service, trusted):
+    with ConnectProxy() as proxy:
+        with ie.Session(CREDS, url=tls_service.url, ssl_context=trusted, proxy=proxy.url) as session:
+            for contact in named(20):
+                assert session.edit_contact(contact).contact.name == contact.name
+    port = tls_service.url.split(":")[2].split("/")[0]
+    assert [(method, target) for method, target, _ in proxy.connects] == [("CONNECT", f"localhost:{port}")]
+    assert (tls_service.connections, len(tls_service.requests)) == (1, 20)
+
+
+def test_tls_through_the_tunnel_verifies_the_target_and_sends_its_name(certificates, trusted):
+    import ssl
+
+    names = []
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*map(str, certificates["local"]))
+    context.sni_callback = lambda sock, name, _: names.append(name)
+    with running(FakeService(), tls=context) as service, ConnectProxy() as proxy:
+        url = service.url.replace("127.0.0.1", "localhost")
+        assert ie.edit_contact(CREDS, ie.Contact(1009, name="x"), url=url, ssl_context=trusted, proxy=proxy.url)
+        assert names == ["localhost"]
+        with pytest.raises(ie.TransportError, match="CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
+            ie.edit_contact(CREDS, ie.Contact(1009, name="x"), url=url, proxy=proxy.url)  # the system's CAs
+        assert len(proxy.connects) == 2  # a certificate that does not verify is not tried again
+        with pytest.raises(ie.TransportError, match="CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
+            ie.edit_contact(CREDS, ie.Contact(1009, name="x"), url=url, proxy=proxy.url,
+                            ssl_context=trusting(certificates["elsewhere"]))
+    assert len(service.requests) == 1
+
+
+def test_the_proxy_resolves_the_target_and_the_client_looks_up_only_the_proxy(tmp_path, monkeypatch):
+    certificate = make_certificate(tmp_path, "api", "DNS:api.iletimerkezi.test")
+    looked_up = []
+    real_getaddrinfo = socket.getaddrinfo
+
+    def recording_getaddrinfo(host, *args, **kwargs):
+        looked_up.append(host)
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", recording_getaddrinfo)
+    with https_service(certificate) as service, ConnectProxy(hosts={"api.iletimerkezi.test": "127.0.0.1"}) as proxy:
+        url = service.url.replace("127.0.0.1", "api.iletimerkezi.test")
+        proxy_url = proxy.url.replace("127.0.0.1", "localhost")
+        response = ie.edit_contact(CREDS, ie.Contact(1009, name="Ad"), url=url, ssl_context=trusting(certificate),
+                                   proxy=proxy_url)
+    assert response.contact.name == "Ad"
+    assert "api.iletimerkezi.test" not in looked_up and "localhost" in looked_up
+
+
+def test_proxy_credentials_go_on_the_connect_only(tls_service, trusted, caplog):
+    caplog.set_level(logging.DEBUG, logger="iletimerkezi_edit")
+    with ConnectProxy(PROXY_USER, PROXY_PASSWORD) as proxy:
+        proxy_url = proxy.url.replace("http://", f"http://{PROXY_CREDENTIALS}@")
+        with ie.Session(CREDS, url=tls_service.url, ssl_context=trusted, proxy=proxy_url) as session:
+            session.edit_contact(ie.Contact(1009, name="x"))
+            shown = f"{session!r} {session!s} {session._settings!r} {session._settings.proxy!s}"
+    assert proxy.connects[0][2]["Proxy-Authorization"] == basic(PROXY_USER, PROXY_PASSWORD)
+    assert all("Proxy-Authorization" not in headers for _, headers, _ in tls_service.requests)
+    for secret in (PROXY_PASSWORD, PROXY_CREDENTIALS.split(":")[1]):
+        assert secret not in shown and all(secret not in record.getMessage() for record in caplog.records)
+
+
+@pytest.mark.parametrize("status", [407, 401, 403])
+def test_a_proxy_that_refuses_the_client_raises_proxy_error_and_is_not_retried(tls_service, trusted, status):
+    # The reason phrase echoes the password, as a careless proxy might.
+    with ConnectProxy(refuse=status, reason=f"Denied for {PROXY_PASSWORD}") as proxy:
+        proxy_url = proxy.url.replace("http://", f"http://{PROXY_CREDENTIALS}@")
+        for via in VIAS:
+            with pytest.raises(ie.ProxyError) as caught:
+                edit_once(via, CREDS, ie.Contact(1009, name="x"), url=tls_service.url, ssl_context=trusted,
+                          proxy=proxy_url, retries=2)
+            error = caught.value
+            assert isinstance(error, ie.TransportError) and not isinstance(error, (ie.APIError, ie.ResponseError))
+            assert (error.status, error.proxy) == (status, f"127.0.0.1:{proxy.port}")
+            assert f"127.0.0.1:{proxy.port}" in str(error) and str(status) in str(error)
+            assert PROXY_PASSWORD.lower() not in everything_a_user_sees(error, [])
+    assert len(proxy.connects) == 2  # once per call: a wrong password tried again can lock the account
+    assert tls_service.connections == 0
+
+
+@pytest.mark.parametrize("status", [500, 502, 503])
+def test_a_proxy_that_fails_on_its_side_is_retried(quick_backoff, tls_service, trusted, status):
+    with ConnectProxy(refuse=status) as proxy:
+        with pytest.raises(ie.ProxyError) as caught:
+            ie.edit_contact(CREDS, ie.Contact(1009, name="x"), url=tls_service.url, ssl_context=trusted,
+                            proxy=proxy.url, retries=2)
+    assert caught.value.status == status
+    assert len(proxy.connects) == 3
+    assert tls_service.connections == 0  # never a direct connection instead
+
+
+def test_a_tunnel_to_a_closed_port_is_a_proxy_error(quick_backoff, trusted):
+    with ConnectProxy() as proxy:
+        with pytest.raises(ie.ProxyError, match="503"):
+            ie.edit_contact(CREDS, ie.Contact(1009, name="x"), url=f"https://localhost:{unused_port()}{PATH}",
+                            ssl_context=trusted, proxy=proxy.url, retries=1)
+    assert len(proxy.connects) == 2
+
+
+def proxy_hangs(connection, proxy):
+    proxy.released.wait(30)
+
+
+def proxy_dribbles(connection, proxy):
+    # A tunnel's "200" a byte every 20 ms, forever: only a deadline for the whole attempt stops it.
+    import itertools
+
+    for byte in itertools.chain(b"HTTP/1.1 200 Connection established\r\nX-Padding: ", itertools.repeat(ord("x"))):
+        if proxy.released.wait(0.02):
+            return
+        connection.sendall(bytes([byte]))
+
+
+def proxy_talks_nonsense(connection, proxy):
+    connection.sendall(f"SSH-2.0-OpenSSH {PROXY_PASSWORD}\r\n\r\n".encode("utf-8"))
+
+
+@pytest.mark.parametrize("act", [proxy_hangs, proxy_dribbles, proxy_talks_nonsense])
+def test_a_silent_slow_or_strange_proxy_is_a_transport_error_within_the_timeout(quick_backoff, tls_service, trusted,
+                                                                                 act):
+    with ConnectProxy(act=act) as proxy:
+        proxy_url = proxy.url.replace("http://", f"http://{PROXY_CREDENTIALS}@")
+        started = time.monotonic()
+        with pytest.raises(ie.TransportError) as caught:
+            ie.edit_contact(CREDS, ie.Contact(1009, name="x"), url=tls_service.url, ssl_context=trusted,
+                            proxy=proxy_url, timeout=0.4, retries=1)
+        elapsed = time.monotonic() - started
+    assert type(caught.value) is ie.TransportError
+    assert PROXY_PASSWORD.lower() not in everything_a_user_sees(caught.value, [])
+    assert len(proxy.connects) == 2 and tls_service.connections == 0
+    assert elapsed < 2 * 0.4 + 1.0
+
+
+def test_an_unreachable_proxy_is_retried_and_never_bypassed(quick_backoff, tls_service, trusted, caplog):
+    caplog.set_level(logging.DEBUG, logger="iletimerkezi_edit")
+    port = unused_port()
+    with pytest.raises(ie.TransportError, match=f"through proxy 127.0.0.1:{port}"):
+        ie.edit_contact(CREDS, ie.Contact(1009, name="x"), url=tls_service.url, ssl_context=trusted,
+                        proxy=f"http://127.0.0.1:{port}", retries=2)
+    assert len([record for record in caplog.records if "attempt" in record.getMessage()]) == 3
+    assert tls_service.connections == 0
+
+
+def test_a_loopback_http_target_is_tunnelled_too(service):
+    with ConnectProxy() as proxy:
+        with ie.Session(CREDS, url=service.url, proxy=proxy.url) as session:
+            for contact in named(3):
+                assert session.edit_contact(contact).contact.name == contact.name
+    assert len(proxy.connects) == 1 and service.connections == 1
+
+
+# -- proxies from the environment ---------------------------------------------
+
+
+def proxy_environment(monkeypatch, **variables):
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+
+
+@pytest.mark.parametrize(
+    "variables, tunnelled",
+    [
+        ({"https_proxy": "{proxy}"}, True),
+        ({"HTTPS_PROXY": "{proxy}"}, True),
+        ({"HTTPS_PROXY": "{hostport}"}, True),  # no scheme: http://, as curl and requests read it
+        ({"https_proxy": "{proxy}", "HTTPS_PROXY": "http://127.0.0.1:9"}, True),  # lower case wins
+        ({"https_proxy": "", "HTTPS_PROXY": "{proxy}"}, False),  # set but empty in lower case: no proxy
+        ({"http_proxy": "{proxy}"}, False),  # for http:// URLs, not https://
+        ({"https_proxy": "{proxy}", "no_proxy": "localhost"}, False),
+        ({"https_proxy": "{proxy}", "NO_PROXY": " example.com , .localhost"}, False),
+        ({"https_proxy": "{proxy}", "no_proxy": "*"}, False),
+        ({"https_proxy": "{proxy}", "no_proxy": "calhost,example.com"}, True),  # a label boundary, not a suffix
+        ({"https_proxy": "{proxy}", "no_proxy": "localhost:{port}"}, False),  # host:port, as CPython matches
+    ],
+)
+def test_proxy_none_follows_the_environment(monkeypatch, tls_service, trusted, variables, tunnelled):
+    with ConnectProxy() as proxy:
+        port = tls_service.url.split(":")[2].split("/")[0]
+        fill = {"proxy": proxy.url, "hostport": f"127.0.0.1:{proxy.port}", "port": port}
+        proxy_environment(monkeypatch, **{name: value.format(**fill) for name, value in variables.items()})
+        for via in VIAS:
+            assert edit_once(via, CREDS, ie.Contact(1009, name="x"), url=tls_service.url, ssl_context=trusted)
+    assert len(proxy.connects) == (2 if tunnelled else 0)
+    assert len(tls_service.requests) == 2
+
+
+@pytest.mark.parametrize(
+    "variables, tunnelled",
+    [
+        ({"http_proxy": "{proxy}"}, True),
+        ({"HTTP_PROXY": "{proxy}"}, True),
+        ({"HTTP_PROXY": "{proxy}", "REQUEST_METHOD": "POST"}, False),  # httpoxy: a CGI request may have set it
+        ({"http_proxy": "{proxy}", "REQUEST_METHOD": "POST"}, True),
+        ({"http_proxy": "{proxy}", "no_proxy": "127.0.0.1"}, False),
+        ({"https_proxy": "{proxy}"}, False),
+    ],
+)
+def test_loopback_http_urls_follow_http_proxy(monkeypatch, service, variables, tunnelled):
+    with ConnectProxy() as proxy:
+        proxy_environment(monkeypatch, **{name: value.format(proxy=proxy.url) for name, value in variables.items()})
+        assert ie.edit_contact(CREDS, ie.Contact(1009, name="x"), url=service.url)
+    assert len(proxy.connects) == (1 if tunnelled else 0)
+
+
+def test_the_environment_is_read_for_every_new_connection_and_an_explicit_proxy_ignores_it(monkeypatch, tls_service,
+                                                                                           trusted):
+    with ConnectProxy() as proxy, ConnectProxy() as other:
+        with ie.Session(CREDS, url=tls_service.url, ssl_context=trusted) as session:
+            session.edit_contact(ie.Contact(1009, name="direct"))
+            session.close()
+        monkeypatch.setenv("https_proxy", proxy.url)
+        with ie.Session(CREDS, url=tls_service.url, ssl_context=trusted) as session:
+            session.edit_contact(ie.Contact(1009, name="via proxy"))
+        monkeypatch.setenv("no_proxy", "*")
+        ie.edit_contact(CREDS, ie.Contact(1009, name="explicit"), url=tls_service.url, ssl_context=trusted,
+                        proxy=other.url)
+        ie.edit_contact(CREDS, ie.Contact(1009, name="none"), url=tls_service.url, ssl_context=trusted, proxy="")
+        monkeypatch.delenv("no_proxy")
+        ie.edit_contact(CREDS, ie.Contact(1009, name="none again"), url=tls_service.url, ssl_context=trusted,
+                        proxy="")
+    assert (len(proxy.connects), len(other.connects), len(tls_service.requests)) == (1, 1, 5)
+
+
+@pytest.mark.parametrize(
+    "proxy, message",
+    [
+        ("ftp://127.0.0.1:3128", "must start with http://"),
+        ("socks5://127.0.0.1:1080", "must start with http://"),
+        ("https://127.0.0.1:3128", "https:// proxies are not supported"),
+        ("http://:3128", "no host"),
+        (f"http://{PROXY_CREDENTIALS}@:3128", "no host"),
+        ("http://127.0.0.1:0", "invalid port"),
+        ("http://127.0.0.1:99999", "invalid port"),
+        (f"http://{PROXY_CREDENTIALS}@127.0.0.1:x", "invalid port"),
+        ("http://127.0.0.1:3128/path", "without a path"),
+        ("http://127.0.0.1:3128?x=1", "without a path"),
+        (f"http://ali:{PROXY_PASSWORD}\n@127.0.0.1:3128", "control characters"),
+        ("http://127.0.0.1:3128\r\nX: y", "control characters"),
+        ("http://[::1:3128", "malformed"),
+        ("http://vekil.şirket:3128", "ASCII"),
+        ("http://ali%3Aveli:x@127.0.0.1:3128", "user name or password"),
+        (3128, "must be a string"),
+    ],
+)
+def test_bad_proxies_are_refused_before_connecting_without_echoing_a_password(service, proxy, message):
+    for via in VIAS:
+        with pytest.raises(ie.ValidationError, match=message) as caught:
+            edit_once(via, CREDS, ie.Contact(1009, name="x"), url=service.url, proxy=proxy)
+        assert PROXY_PASSWORD not in str(caught.value) and "%40ss" not in str(caught.value)
+    assert service.connections == 0
+
+
+@pytest.mark.parametrize("value, message", [("https://127.0.0.1:3128", "https:// proxies"), ("ftp://h:1", "http://")])
+def test_a_bad_proxy_in_the_environment_is_a_validation_error_naming_it(monkeypatch, service, value, message):
+    monkeypatch.setenv("http_proxy", value)
+    with pytest.raises(ie.ValidationError, match=f"http_proxy environment variable.*{message}"):
+        ie.edit_contact(CREDS, ie.Contact(1009, name="x"), url=service.url, retries=2)
+    assert service.connections == 0
+
+
+def test_the_cli_takes_a_proxy_and_never_prints_its_password(tls_service, certificates):
+    with ConnectProxy(refuse=407, reason=f"No {PROXY_PASSWORD}") as proxy:
+        proxy_url = proxy.url.replace("http://", f"http://{PROXY_CREDENTIALS}@")
+        code, stdout, stderr = run_cli(["--id", "1009", "--name", "x", "--url", tls_service.url, "--proxy",
+                                        proxy_url, "-v"], CREDENTIAL_ENV)
+        bad_code, bad_stdout, bad_stderr = run_cli(["--id", "1009", "--name", "x", "--dry-run", "--proxy",
+                                                    f"ftp://{PROXY_CREDENTIALS}@h:1"])
+    assert code == 3 and f"127.0.0.1:{proxy.port}" in stderr and "407" in stderr
+    assert bad_code == 2 and "proxy must start with http://" in bad_stderr
+    for output in (stdout, stderr, bad_stdout, bad_stderr):
+        assert PROXY_PASSWORD not in output and "p%40ss" not in output
+    assert len(proxy.connects) == 1
+
+
+# -- fork ----------------------------------------------------------------------
+
+
+def in_a_child(work):
+    """Run ``work()`` in a forked child; return what it returned (a str) or the error it raised, as text."""
+    import signal
+    import warnings
+
+    read_end, write_end = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: forking a process that has threads
+        pid = os.fork()
+    if pid == 0:
+        os.close(read_end)
+        signal.alarm(10)  # a child that deadlocks dies, and the test fails instead of hanging
+        try:
+            result = str(work())
+        except BaseException as error:
+            result = f"{type(error).__name__}: {error}"
+        os.write(write_end, result.encode("utf-8"))
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        output = pipe.read().decode("utf-8")
+    os.waitpid(pid, 0)
+    return output
+
+
+needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="no os.fork on this platform")
+
+
+@needs_fork
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+def test_after_fork_the_child_opens_its_own_connection_and_the_parents_stays_usable(certificates, tls):
+    with contextlib.ExitStack() as stack:
+        if tls:
+            service = stack.enter_context(https_service(certificates["local"]))
+            context = trusting(certificates["local"])
+        else:
+            service, context = stack.enter_context(running(FakeService())), None
+        with ie.Session(CREDS, url=service.url, ssl_context=context, retries=0, timeout=5) as session:
+            assert session.edit_contact(ie.Contact(1009, name="parent")).contact.name == "parent"
+            for child_name in ("child", "second child"):
+                got = in_a_child(lambda name=child_name: session.edit_contact(ie.Contact(1009, name=name)).contact.name)
+                assert got == child_name
+            assert session.edit_contact(ie.Contact(1009, name="parent again")).contact.name == "parent again"
+        names = [ET.fromstring(body).findtext("contact/name") for _, _, body in service.requests]
+        assert names == ["parent", "child", "second child", "parent again"]
+        assert service.connections == 3  # the parent's, and one for each child
+
+
+@needs_fork
+def test_a_lock_held_by_a_parent_thread_at_fork_does_not_deadlock_the_child(service):
+    with ie.Session(CREDS, url=service.url, retries=0, timeout=5) as session:
+        session.edit_contact(ie.Contact(1009, name="warm"))
+        held, release = threading.Event(), threading.Event()
+
+        def hold():
+            with session._lock:
+                held.set()
+                release.wait(10)
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        held.wait(5)
+        try:
+            got = in_a_child(lambda: session.edit_contact(ie.Contact(1009, name="child")).contact.name)
+        finally:
+            release.set()
+            holder.join()
+        assert got == "child"
+
+
+@needs_fork
+def test_a_name_lookup_in_flight_at_fork_does_not_stall_the_child(monkeypatch, service):
+    real_getaddrinfo = socket.getaddrinfo
+    slow = threading.Event()
+
+    def getaddrinfo(host, *args, **kwargs):
+        if host == "localhost" and not kwargs.get("flags") and not slow.is_set():
+            slow.set()
+            time.sleep(3)  # the parent's first lookup, still running when it forks
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    url = service.url.replace("127.0.0.1", "localhost")
+    def edit_in_parent():
+        with pytest.raises(ie.TransportError, match="looking up localhost timed out"):
+            ie.edit_contact(CREDS, ie.Contact(1009, name="p"), url=url, retries=0, timeout=0.2)
+
+    parent = threading.Thread(target=edit_in_parent)
+    parent.start()
+    assert slow.wait(5)
+    got = in_a_child(lambda: ie.edit_contact(CREDS, ie.Contact(1009, name="c"), url=url, timeout=2).contact.name)
+    parent.join()
+    assert got == "c"
+    assert eventually(lambda: not lookup_threads())  # the parent's lookup ends too, and is shared with no later test
+
+
+# -- interim answers and answers about another contact -------------------------
+
+
+def answer_each_after(*interims, contact_id=None):
+    """Answer every request on the connection with the edited contact, each answer after ``interims`` (1xx lines)."""
+
+    def behaviour(connection, server, request):
+        while request:
+            name = ET.fromstring(request.partition(b"\r\n\r\n")[2]).findtext("contact/name")
+            for status, reason in interims:
+                connection.sendall(f"HTTP/1.1 {status} {reason}\r\nLink: </a.css>; rel=preload\r\n\r\n".encode())
+            contact = dict(FakeService().contacts[1009], name=name, id=contact_id or 1009)
+            connection.sendall(http_answer(200, response_document(200, contact)))
+            request = read_request(connection)
+            if request:
+                server.requests.append(request)
+
+    return behaviour
+
+
+@pytest.mark.parametrize("interims", [[(102, "Processing")], [(103, "Early Hints")], [(100, "Continue"), (103, "Early"
+                                      " Hints"), (102, "İşleniyor")]], ids=["102", "103", "100-103-102"])
+@pytest.mark.parametrize("via", VIAS)
+def test_interim_answers_are_skipped_and_keep_a_session_in_step(interims, via):
+    with FaultServer(answer_each_after(*interims)) as server:
+        if via == "function":
+            names = [ie.edit_contact(CREDS, contact, url=server.url, retries=0).contact.name for contact in named(3)]
+        else:
+            with ie.Session(CREDS, url=server.url, retries=0, timeout=2) as session:
+                names = [session.edit_contact(contact).contact.name for contact in named(3)]
+    assert names == ["n0", "n1", "n2"]
+    assert server.connections == (3 if via == "function" else 1)
+
+
+def test_an_unasked_protocol_switch_or_endless_interim_answers_are_refused(quick_backoff):
+    for interims in ([(101, "Switching Protocols")], [(103, "Early Hints")] * 40):
+        with FaultServer(answer_each_after(*interims)) as server:
+            with pytest.raises(ie.ResponseError):
+                ie.edit_contact(CREDS, ie.Contact(1009, name="x"), url=server.url, retries=2)
+        assert len(server.requests) == 1
+
+
+def test_an_answer_about_another_contact_is_refused_and_its_connection_closed():
+    with FaultServer(answer_each_after(contact_id=1010), answer_each_after()) as server:
+        with ie.Session(CREDS, url=server.url, retries=0, timeout=2) as session:
+            with pytest.raises(ie.ResponseError, match="about contact 1010, not 1009"):
+                session.edit_contact(ie.Contact(1009, name="x"))
+            assert session.edit_contact(ie.Contact(1009, name="y")).contact.name == "y"
+    assert server.connections == 2
+
+
+def test_a_desynchronised_connection_never_passes_off_an_old_answer_as_new():
+    # A server that answers one request twice: the second copy would be read as the next edit's answer.
+    def answer_twice(connection, server, request):
+        first = dict(FakeService().contacts[1009], id=1009, name="first")
+        connection.sendall(http_answer(200, response_document(200, first)) * 2)
+        server.released.wait(30)
+
+    with FaultServer(answer_twice, answer_each_after()) as server:
+        with ie.Session(CREDS, url=server.url, retries=0, timeout=2) as session:
+            assert session.edit_contact(ie.Contact(1009, name="first")).contact.name == "first"
+            assert session.edit_contact(ie.Contact(1009, name="second")).contact.name == "second"
+    assert server.connections == 2  # the stray answer was seen before sending; the edit went on a new connection
+
+
+# -- name lookups and settings ---------------------------------------------------
+
+
+def lookup_threads():
+    return [thread for thread in threading.enumerate() if thread.name == "iletimerkezi_edit-resolve"]
+
+
+def test_slow_name_lookups_are_shared_and_threads_do_not_pile_up(monkeypatch, quick_backoff, service):
+    real_getaddrinfo = socket.getaddrinfo
+    calls = []
+    release = threading.Event()
+
+    def slow_getaddrinfo(host, *args, **kwargs):
+        if host == "localhost" and not kwargs.get("flags"):  # a lookup, not the check for a numeric address
+            calls.append(host)
+            release.wait(10)
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", slow_getaddrinfo)
+    url = service.url.replace("127.0.0.1", "localhost")
+    try:
+        with ie.Session(CREDS, url=url, timeout=0.1, retries=2) as session:
+            results = session.edit_contacts(named(32), workers=16)
+            assert all(isinstance(result, ie.TransportError) and "looking up localhost timed out" in str(result)
+                       for result in results)
+            assert len(calls) == 1 and len(lookup_threads()) <= 1
+    finally:
+        release.set()
+    assert eventually(lambda: not lookup_threads())
+    assert ie.edit_contact(CREDS, ie.Contact(1009, name="after"), url=url).contact.name == "after"
+    assert len(calls) == 2  # a finished lookup is not kept: the next connection asks again
+
+
+def test_a_lookup_thread_that_cannot_start_is_a_transport_error(monkeypatch, service):
+    def cannot_start(self):
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", cannot_start)
+    url = service.url.replace("127.0.0.1", "localhost")
+    with pytest.raises(ie.TransportError, match="cannot start a thread to look up localhost"):
+        ie.edit_contact(CREDS, ie.Contact(1009, name="x"), url=url, retries=0)
+    monkeypatch.undo()
+    assert ie.edit_contact(CREDS, ie.Contact(1009, name="x"), url=url).contact.name == "x"  # nothing left stuck
+
+
+@pytest.mark.parametrize("timeout", [1e10, 86400.001, float("1e308"), threading.TIMEOUT_MAX])
+def test_a_timeout_no_platform_can_hold_is_refused(service, timeout):
+    for via in VIAS:
+        with pytest.raises(ie.ValidationError, match="timeout must be .* at most 86400"):
+            edit_once(via, CREDS, ie.Contact(1009, name="x"), url=service.url, timeout=timeout)
+    assert service.connections == 0
+
+
+def test_the_longest_timeout_is_accepted(service):
+    assert ie.edit_contact(CREDS, ie.Contact(1009, name="x"), url=service.url, timeout=86400).contact.name == "x"
+
+
+def test_idle_connections_left_by_a_burst_are_closed_at_the_next_call(monkeypatch, service):
+    service.delays = {f"n{number}": 0.2 for number in range(4)}
+    with ie.Session(CREDS, url=service.url) as session:
+        session.edit_contacts(named(4), workers=4)
+        assert service.connections == 4 and service.closed == 0
+        monkeypatch.setattr(ie, "_IDLE_LIMIT", 0.05)
+        time.sleep(0.1)
+        session.edit_contact(ie.Contact(1009, name="next"))
+        assert eventually(lambda: service.closed == 4)
+        assert service.connections == 5
 
 
 # ---------------------------------------------------------------------------

@@ -42,7 +42,6 @@ from typing import (
     Sequence,
     Set,
     Tuple,
-    Type,
     Union,
 )
 
@@ -1345,10 +1344,8 @@ class _AnswerFile(io.BufferedReader):
         # the connection is out of step, and the next answer read from it could be this one's stray copy.
         if not self.closed and isinstance(self.raw, _DeadlineReader):
             self.raw.waiting = False
-            try:
+            with contextlib.suppress(OSError):  # a reset after the answer: the next use finds it closed
                 self.overran = bool(self.peek(1))
-            except OSError:
-                pass  # a reset after the answer: the next use finds the connection closed
         super().close()
 
 

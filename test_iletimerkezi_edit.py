@@ -1323,8 +1323,7 @@ SUCCESS = "<response><status><code>200</code><message>c</message></status></resp
     ids=["utf-16", "utf-16 without bom", "turkish code page with a dtd", "latin-1", "harmless dtd"],
 )
 def test_only_utf8_without_a_dtd_is_parsed(body):
-    # Each would parse as a success without the checks. The real server sends UTF-8, and in UTF-8 alone the
-    # DTD scan is sound: UTF-16 spells "<!DOCTYPE" with other bytes.
+    # Each would parse as a success without the checks: the real server sends UTF-8, and only UTF-8 is read.
     with pytest.raises(ie.ResponseError, match="only UTF-8|DTD"):
         ie.parse_response(body, 200)
 
@@ -1332,6 +1331,47 @@ def test_only_utf8_without_a_dtd_is_parsed(body):
 def test_doctype_like_text_inside_cdata_or_a_comment_is_accepted():
     body = SAMPLE_RESPONSE.replace(b"<name>API</name>", b"<name><![CDATA[<!DOCTYPE x>]]></name><!-- <!ENTITY -->")
     assert ie.parse_response(body, 200).contact.name == "<!DOCTYPE x>"
+
+
+def just_under_the_cap(head, unit, tail=b""):
+    return head + unit * ((ie._MAX_RESPONSE_BYTES - len(head) - len(tail)) // len(unit)) + tail
+
+
+# Answers of nearly 1 MiB that a hostile or broken server could send: each must be refused (or parsed) in a
+# time linear in its size. A regex pre-scan took 47 s on the first three at 128 KiB.
+HOSTILE_MIB = {
+    "doctype, unterminated processing instructions": just_under_the_cap(b"<!DOCTYPE ", b"<?"),
+    "doctype, unterminated comments": just_under_the_cap(b"<!DOCTYPE ", b"<!--"),
+    "doctype, unterminated cdata": just_under_the_cap(b"<!DOCTYPE ", b"<![CDATA["),
+    "comments, then a doctype": just_under_the_cap(b"<?xml version='1.0'?>", b"<!-- -->", b"<!DOCTYPE r []><r/>"),
+    "declaration of endless encodings": just_under_the_cap(b'<?xml version="1.0" ', b"encoding='"),
+    "deep nesting": just_under_the_cap(b"<response>", b"<a>"),
+    "many groups": just_under_the_cap(b"<response><status><code>200</code></status><contact><id>1009</id><groups>",
+                                      b"<id>12</id>", b"</groups></contact></response>"),
+    "many undefined entities": just_under_the_cap(b"<response><status><code>", b"&x;"),
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_MIB))
+def test_any_answer_up_to_the_cap_is_parsed_or_refused_in_linear_time(name):
+    body = HOSTILE_MIB[name]
+    assert len(body) <= ie._MAX_RESPONSE_BYTES
+    started = time.monotonic()
+    try:
+        response = ie.parse_response(body, 200)
+    except ie.ResponseError as error:
+        assert "DTD" in str(error) or "well-formed" in str(error) or "encoding" in str(error)
+    else:
+        assert len(response.contact.groups) > 50000
+    # Linear parsing takes some milliseconds here; the bound only tells linear from quadratic (minutes).
+    assert time.monotonic() - started < 10
+
+
+@pytest.mark.parametrize("declared", ["UTF-8", "utf-8", "US-ASCII", None])
+def test_utf8_and_ascii_declarations_and_a_bom_are_accepted(declared):
+    declaration = b"" if declared is None else b'<?xml version="1.0" encoding="%s"?>' % declared.encode()
+    body = b"\xef\xbb\xbf" + declaration + SAMPLE_RESPONSE.split(b"?>", 1)[1]
+    assert ie.parse_response(body, 200).contact.id == 1009
 
 
 # ---------------------------------------------------------------------------

@@ -51,6 +51,30 @@ if TYPE_CHECKING:  # imported for real only when a call needs them, so that impo
     import socket
     import ssl
     import xml.etree.ElementTree as ET
+else:
+
+    class _ImportedOnUse:
+        """A module named in annotations, imported when an attribute is first asked for.
+
+        So ``typing.get_type_hints`` can resolve ``ssl.SSLContext`` without importing ``ssl`` at load.
+        """
+
+        def __init__(self, name: str, submodule: str = "") -> None:
+            self._name = name
+            self._submodule = submodule  # e.g. "http.client", for http.client.HTTPResponse
+
+        def __getattr__(self, attribute: str) -> Any:
+            import importlib
+
+            if self._submodule:
+                importlib.import_module(self._submodule)
+            return getattr(importlib.import_module(self._name), attribute)
+
+    argparse = _ImportedOnUse("argparse")
+    http = _ImportedOnUse("http", "http.client")
+    socket = _ImportedOnUse("socket")
+    ssl = _ImportedOnUse("ssl")
+    ET = _ImportedOnUse("xml.etree.ElementTree")
 
 __all__ = [
     "__version__",
@@ -214,7 +238,8 @@ class Credentials:
 
     def __post_init__(self) -> None:
         _check_key(self.key, "Credentials.key")
-        _check_hash(self.hash, "Credentials.hash")
+        # The server compares lowercase hex: a hash copied in upper case is the same hash.
+        object.__setattr__(self, "hash", _check_hash(self.hash, "Credentials.hash").lower())
 
     @classmethod
     def from_secret(cls, key: str, secret: str) -> Credentials:
@@ -389,12 +414,17 @@ def _check_hash(value: object, where: str) -> str:
 
 
 def _check_id(value: object, where: str) -> int:
-    """A positive integer, given as an ``int`` or a string of ASCII digits."""
+    """A positive integer: any integer type (``int``, ``numpy.int64``: what has ``__index__``) but ``bool``,
+    or a string of ASCII digits."""
+    import operator
+
     number: Optional[int] = None
-    if (isinstance(value, int) and not isinstance(value, bool)) or (
-        isinstance(value, str) and len(value) <= 19 and _ASCII_DIGITS.fullmatch(value)
-    ):
-        number = int(value)
+    if isinstance(value, str):
+        if len(value) <= 19 and _ASCII_DIGITS.fullmatch(value):
+            number = int(value)
+    elif not isinstance(value, bool):
+        with contextlib.suppress(TypeError):  # floats, numpy.bool_ and the rest have no __index__
+            number = operator.index(value)  # type: ignore[arg-type]
     if number is None or not 0 < number <= _MAX_ID:
         shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
         raise ValidationError(f"{where} must be a positive integer, got {shown}")
@@ -1502,18 +1532,33 @@ _EXIT_OK = 0
 _EXIT_API = 1
 _EXIT_USAGE = 2
 _EXIT_NO_ANSWER = 3
+_EXIT_INTERNAL = 70  # EX_SOFTWARE from sysexits.h: a defect in this module, not an outcome of the edit
+_EXIT_INTERRUPTED = 130
 
 _KEY_PLACEHOLDER = "YOUR_API_KEY"
 
 _CLI_EPILOG = f"""\
 credentials come from the environment: {_ENV_KEY} plus {_ENV_SECRET} or {_ENV_HASH}.
 an omitted option leaves the stored value as it is; an empty one (--name '') sends it empty.
-exit codes: 0 success, 1 the API refused, 2 bad usage or input, 3 no usable answer.
+exit codes: 0 success, 1 the API refused, 2 bad usage or input, 3 no usable answer,
+70 an internal error (a defect: please report it), 130 interrupted.
 """
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command line with ``argv`` (default ``sys.argv[1:]``) and return the exit code."""
+    try:
+        return _run(argv)
+    except KeyboardInterrupt:
+        return _report("interrupted", _EXIT_INTERRUPTED)
+    except Exception as exc:  # a defect: one line, as every other outcome, and a code of its own
+        message = f"internal error (a defect; please report it): {type(exc).__name__}: {exc}"
+        for secret in _environment_secrets():
+            message = _redact(message, secret)
+        return _report(message, _EXIT_INTERNAL)
+
+
+def _run(argv: Optional[Sequence[str]]) -> int:
     try:
         args = _argument_parser().parse_args(argv)
     except SystemExit as exc:  # argparse has already printed usage or help
@@ -1535,10 +1580,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return _report(f"the API refused the edit: {exc}", _EXIT_API)
     except IletiMerkeziError as exc:  # TransportError, ResponseError
         return _report(f"no usable answer: {exc}", _EXIT_NO_ANSWER)
-    except KeyboardInterrupt:
-        return _report("interrupted", 130)
-    _write_text(sys.stdout, _format_json(response) if args.json else _format_response(response))
+    if args.json:
+        _write_text(sys.stdout, _format_json(response, getattr(sys.stdout, "encoding", None) or "ascii"))
+    else:
+        _write_text(sys.stdout, _format_response(response))
     return _EXIT_OK
+
+
+def _environment_secrets() -> List[str]:
+    found = [value for value in (os.environ.get(_ENV_SECRET), os.environ.get(_ENV_HASH)) if value]
+    with contextlib.suppress(Exception):
+        found.append(Credentials.from_env().hash)
+    return found
 
 
 def _argument_parser() -> argparse.ArgumentParser:
@@ -1675,30 +1728,55 @@ def _format_response(response: Response) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _format_json(response: Response) -> str:
+def _format_json(response: Response, encoding: str) -> str:
+    """JSON that ``encoding`` can carry: Turkish letters as they are where it can, as ``\\u`` escapes elsewhere."""
     import json
 
-    return json.dumps(dataclasses.asdict(response), ensure_ascii=False, indent=2) + "\n"
+    text = json.dumps(dataclasses.asdict(response), ensure_ascii=False, indent=2) + "\n"
+    try:
+        text.encode(encoding)
+    except (UnicodeEncodeError, LookupError):
+        text = json.dumps(dataclasses.asdict(response), indent=2) + "\n"
+    return text
 
 
 def _write_text(stream: Any, text: str) -> None:
     # A console that cannot show Turkish letters gets escapes, not a crash.
     try:
-        stream.write(text)
-    except UnicodeEncodeError:
-        encoding = getattr(stream, "encoding", None) or "ascii"
-        stream.write(text.encode(encoding, "backslashreplace").decode(encoding))
-    stream.flush()
+        try:
+            stream.write(text)
+        except UnicodeEncodeError:
+            encoding = getattr(stream, "encoding", None) or "ascii"
+            stream.write(text.encode(encoding, "backslashreplace").decode(encoding))
+        stream.flush()
+    except BrokenPipeError:
+        _reader_gone(stream)
 
 
 def _write_bytes(stream: Any, data: bytes) -> None:
     buffer = getattr(stream, "buffer", None)
     if buffer is None:
         _write_text(stream, data.decode("utf-8"))
-    else:
+        return
+    try:
         stream.flush()
         buffer.write(data)
         buffer.flush()
+    except BrokenPipeError:
+        _reader_gone(stream)
+
+
+def _reader_gone(stream: Any) -> None:
+    """The output was closed early (``| head -0``): what was done stands, and nothing more can be said there.
+
+    What is still buffered goes to the null device, so that the interpreter's last flush cannot fail either.
+    """
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, stream.fileno())
+        finally:
+            os.close(null)
 
 
 def _report(message: str, exit_code: int) -> int:

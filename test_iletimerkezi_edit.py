@@ -535,6 +535,46 @@ def test_credentials_are_frozen():
         CREDS.hash = "0" * 64
 
 
+def test_an_upper_case_hash_is_kept_and_sent_in_lower_case(service):
+    # The server compares lowercase hex; the same hash copied in upper case must not become a 401.
+    for credentials in (ie.Credentials(KEY, HASH.upper()),
+                        ie.Credentials.from_env({"ILETIMERKEZI_KEY": KEY, "ILETIMERKEZI_HASH": HASH.upper()}),
+                        ie.Credentials.from_env({"ILETIMERKEZI_KEY": KEY, "ILETIMERKEZI_SECRET": SECRET,
+                                                 "ILETIMERKEZI_HASH": HASH.upper()})):
+        assert credentials.hash == HASH and credentials == CREDS
+        assert ie.edit_contact(credentials, ie.Contact(1009, name="x"), url=service.url).status.code == 200
+    assert all(f"<hash>{HASH}</hash>".encode() in body for _, _, body in service.requests)
+
+
+def test_type_hints_of_every_public_name_resolve_without_loading_ssl_at_import():
+    script = """
+import inspect, sys, typing
+import iletimerkezi_edit as ie
+assert "ssl" not in sys.modules, "ssl loaded at import"
+resolved = 0
+for name in ie.__all__:
+    value = getattr(ie, name)
+    if not callable(value):
+        continue
+    targets = [value]
+    if inspect.isclass(value):
+        targets += [member for _, member in inspect.getmembers(value, inspect.isfunction)]
+        targets += [member.__func__ for _, member in inspect.getmembers(value, inspect.ismethod)]
+    for target in targets:
+        typing.get_type_hints(target)
+        resolved += 1
+hints = typing.get_type_hints(ie.edit_contact)
+import ssl
+assert hints["ssl_context"] == typing.Optional[ssl.SSLContext], hints["ssl_context"]
+assert typing.get_type_hints(ie.Session.__init__)["proxy"] == typing.Optional[str]
+print(resolved)
+"""
+    done = subprocess.run([sys.executable, "-c", script], cwd=str(HERE), stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, timeout=60)
+    assert done.returncode == 0, done.stderr.decode()
+    assert int(done.stdout) > 30
+
+
 @pytest.mark.parametrize("bad_hash", ["", "abc", "g" * 64, HASH + "0", " " + HASH, SECRET])
 def test_malformed_hash_is_rejected_without_echoing_it(bad_hash):
     with pytest.raises(ie.ValidationError, match="Credentials.hash") as caught:
@@ -687,6 +727,48 @@ def test_ids_are_written_as_numbers(kind, value, written):
 def test_bad_ids_are_refused_naming_the_field(kind, value):
     with pytest.raises(ie.ValidationError, match=re.escape(kind) + " must be a positive integer"):
         ie.build_request(CREDS, contact_with_id(kind, value))
+
+
+class IndexOnly:
+    """An integer of a user's data (numpy.int64 from a pandas column, say) as ids see it: it has __index__."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def __index__(self):
+        return self.value
+
+
+def integer_types():
+    found = [IndexOnly]
+    with contextlib.suppress(ImportError):
+        import numpy
+
+        found += [numpy.int64, numpy.int32, numpy.uint16]
+    return found
+
+
+@pytest.mark.parametrize("kind", ID_KINDS)
+def test_ids_of_any_integer_type_are_accepted(kind):
+    for make in integer_types():
+        document = ie.build_request(CREDS, contact_with_id(kind, make(1009)))
+        assert b">1009</id>" in document, make
+
+
+def test_integer_like_values_that_are_not_integers_are_refused():
+    refused = [IndexOnly(0), IndexOnly(-5), IndexOnly(2**63)]
+    with contextlib.suppress(ImportError):
+        import numpy
+
+        refused += [numpy.bool_(True), numpy.float64(1009.0), numpy.int64(0)]
+    for value in refused:
+        with pytest.raises(ie.ValidationError, match="contact.id must be a positive integer"):
+            ie.build_request(CREDS, ie.Contact(value, name="x"))
+
+
+def test_a_session_edits_a_contact_whose_id_came_from_pandas(service):
+    with ie.Session(CREDS, url=service.url) as session:
+        assert session.edit_contact(ie.Contact(IndexOnly(1009), name="Pandas")).contact.id == 1009
 
 
 def test_none_leaves_elements_out():
@@ -2084,6 +2166,53 @@ def test_cli_survives_a_console_that_cannot_show_turkish(service):
                               dict(CREDENTIAL_ENV, PYTHONIOENCODING="ascii"))
     assert code == 0
     assert "\\u015eule" in stdout
+
+
+@pytest.mark.parametrize("encoding", ["ascii", "latin-1", "cp1254", "utf-8"])
+def test_cli_json_is_valid_json_whatever_the_console_encoding(service, encoding):
+    code, stdout, _ = run_cli(["--id", "1009", "--name", "Şule 😀 \\ \"", "--json", "--url", service.url],
+                              dict(CREDENTIAL_ENV, PYTHONIOENCODING=encoding))
+    assert code == 0
+    assert json.loads(stdout)["contact"]["name"] == "Şule 😀 \\ \""
+    assert "\\x" not in stdout and "\\U" not in stdout  # Python's escapes are not JSON
+
+
+@pytest.mark.parametrize("dry_run", [True, False], ids=["dry run", "edit"])
+def test_cli_output_closed_early_after_success_exits_0_quietly(service, dry_run):
+    # As with "| head -0": the reader is gone before anything is written.
+    args = ["--id", "1009", "--name", "Kapalı", "--json"] + (["--dry-run"] if dry_run else ["--url", service.url])
+    env = dict({name: value for name, value in os.environ.items() if not name.startswith("ILETIMERKEZI_")},
+               **CREDENTIAL_ENV)
+    child = subprocess.Popen([sys.executable, str(MODULE), *args], cwd=str(HERE), env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+    child.stdout.close()
+    _, stderr = child.communicate(timeout=60)
+    assert (child.returncode, stderr.decode()) == (0, "")
+    assert len(service.requests) == (0 if dry_run else 1)
+
+
+def test_cli_internal_errors_exit_70_in_one_line_without_secrets(monkeypatch, capsys):
+    def broken(*args, **kwargs):
+        raise RuntimeError(f"a defect near {HASH} and {SECRET}")
+
+    monkeypatch.setattr(ie, "edit_contact", broken)
+    for name, value in CREDENTIAL_ENV.items():
+        monkeypatch.setenv(name, value)
+    assert ie.main(["--id", "1009", "--name", "x"]) == 70
+    err = capsys.readouterr().err
+    assert err.startswith("iletimerkezi-edit: internal error") and err.count("\n") == 1
+    assert "RuntimeError" in err and HASH not in err and SECRET not in err
+
+
+def test_cli_interrupted_exits_130(monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ie, "edit_contact", interrupted)
+    for name, value in CREDENTIAL_ENV.items():
+        monkeypatch.setenv(name, value)
+    assert ie.main(["--id", "1009", "--name", "x"]) == 130
+    assert capsys.readouterr().err == "iletimerkezi-edit: interrupted\n"
 
 
 def test_cli_api_refusal_exits_1_with_the_code(service):

@@ -254,27 +254,11 @@ class Credentials:
         raises ``ValidationError`` naming it. When both the secret and the hash
         are set they must agree.
         """
-        env = os.environ if environ is None else environ
-        key = env.get(_ENV_KEY)
-        if not key:
-            raise ValidationError(f"environment variable {_ENV_KEY} is not set")
-        _check_key(key, _ENV_KEY)
-        secret = env.get(_ENV_SECRET)
-        given_hash = env.get(_ENV_HASH)
-        if given_hash:
-            _check_hash(given_hash, _ENV_HASH)
-        if secret:
-            import hmac
-
-            computed = sign(key, secret)
-            if given_hash and not hmac.compare_digest(computed, given_hash.lower()):
-                raise ValidationError(
-                    f"{_ENV_HASH} does not match {_ENV_KEY} and {_ENV_SECRET}; set only one of the two"
-                )
-            return cls(key, computed)
-        if given_hash:
-            return cls(key, given_hash)
-        raise ValidationError(f"environment variable {_ENV_SECRET} or {_ENV_HASH} is not set")
+        try:
+            return cls(*_read_credentials(os.environ if environ is None else environ))
+        except ValidationError as error:
+            _forget_locals(error)  # the frames that read the secret keep no trace of it
+            raise
 
 
 @dataclasses.dataclass
@@ -340,8 +324,7 @@ def build_request(credentials: Credentials, contact: Contact) -> bytes:
     Every value is checked first; anything that cannot be sent exactly as given
     raises ``ValidationError`` naming the field.
     """
-    _check_credentials(credentials)
-    return _render_request(credentials.key, credentials.hash, contact)
+    return _render_request(_check_credentials(credentials).key, contact, credentials)
 
 
 def parse_response(body: bytes, http_status: Optional[int] = None) -> Response:
@@ -369,6 +352,28 @@ def parse_response(body: bytes, http_status: Optional[int] = None) -> Response:
 
 
 # -- checks shared by the data classes, the builder and the CLI --------------
+
+
+def _read_credentials(env: Mapping[str, str]) -> Tuple[str, str]:
+    """The key and the hash that ``env`` holds, checked (see ``Credentials.from_env``)."""
+    key = env.get(_ENV_KEY)
+    if not key:
+        raise ValidationError(f"environment variable {_ENV_KEY} is not set")
+    _check_key(key, _ENV_KEY)
+    secret = env.get(_ENV_SECRET)
+    given_hash = env.get(_ENV_HASH)
+    if given_hash:
+        _check_hash(given_hash, _ENV_HASH)
+    if secret:
+        import hmac
+
+        computed = sign(key, secret)
+        if given_hash and not hmac.compare_digest(computed, given_hash.lower()):
+            raise ValidationError(f"{_ENV_HASH} does not match {_ENV_KEY} and {_ENV_SECRET}; set only one of the two")
+        return key, computed
+    if given_hash:
+        return key, given_hash
+    raise ValidationError(f"environment variable {_ENV_SECRET} or {_ENV_HASH} is not set")
 
 
 def _check_credentials(value: object) -> Credentials:
@@ -457,16 +462,14 @@ def _cdata(text: str) -> str:
     return "".join(pieces)
 
 
-def _render_request(key: str, hash_: str, contact: Contact) -> bytes:
+def _render_request(key: str, contact: Contact, credentials: Optional[Credentials]) -> bytes:
+    """The request document; ``credentials`` gives the hash, ``None`` writes ``REDACTED`` in its place.
+
+    The contact is checked and written first, so that no frame holds the hash when a bad value raises.
+    """
     if not isinstance(contact, Contact):
         raise ValidationError(f"contact must be a Contact, got {type(contact).__name__}")
     lines = [
-        '<?xml version="1.0" encoding="UTF-8"?>',
-        "<request>",
-        "  <authentication>",
-        f"    <key>{_escape(key)}</key>",
-        f"    <hash>{_escape(hash_)}</hash>",
-        "  </authentication>",
         "  <contact>",
         f"    <id>{_check_id(contact.id, 'contact.id')}</id>",
     ]
@@ -481,7 +484,13 @@ def _render_request(key: str, hash_: str, contact: Contact) -> bytes:
     if contact.groups is not None:
         lines.extend(_render_groups(contact.groups))
     lines += ["  </contact>", "</request>", ""]
-    return "\n".join(lines).encode("utf-8")
+    head = f'<?xml version="1.0" encoding="UTF-8"?>\n<request>\n  <authentication>\n    <key>{_escape(key)}</key>\n'
+    # Nothing below can raise: the hash goes straight into the returned bytes.
+    return (
+        head
+        + f"    <hash>{_REDACTED if credentials is None else credentials.hash}</hash>\n  </authentication>\n"
+        + "\n".join(lines)
+    ).encode("utf-8")
 
 
 def _render_custom_fields(custom_fields: object) -> List[str]:
@@ -698,10 +707,18 @@ class _Settings(NamedTuple):
     proxy_from_environment: bool
 
 
-class _Answer(NamedTuple):
-    status: int
-    retry_after: Optional[float]
-    body: bytes
+class _Answer:
+    """An HTTP answer as read; ``repr`` leaves out the body, which may echo the request and so the hash."""
+
+    __slots__ = ("body", "retry_after", "status")
+
+    def __init__(self, status: int, retry_after: Optional[float], body: bytes) -> None:
+        self.status = status
+        self.retry_after = retry_after
+        self.body = body
+
+    def __repr__(self) -> str:
+        return f"<answer: HTTP {self.status}, {len(self.body)} bytes>"
 
 
 def edit_contact(
@@ -1481,6 +1498,27 @@ def _is_retryable(error: IletiMerkeziError) -> bool:
     return False
 
 
+def _forget_locals(error: BaseException) -> None:
+    """Clear the local variables of the finished frames that ``error`` and the errors chained to it passed through.
+
+    A traceback keeps its frames alive, and debuggers, ``pytest --showlocals``, Sentry and Django's debug page
+    show their locals: there the request, with its hash, and an answer that may echo it. The lines stay.
+    """
+    pending: List[BaseException] = [error]
+    seen: Set[int] = set()
+    while pending:
+        link = pending.pop()
+        if id(link) in seen:
+            continue
+        seen.add(id(link))
+        trace = link.__traceback__
+        while trace is not None:
+            with contextlib.suppress(RuntimeError):  # a frame still running (the caller's) keeps its own
+                trace.tb_frame.clear()
+            trace = trace.tb_next
+        pending += [chained for chained in (link.__cause__, link.__context__) if chained is not None]
+
+
 def _redact(text: str, secret: str) -> str:
     return re.sub(re.escape(secret), _REDACTED, text, flags=re.IGNORECASE)
 
@@ -1708,7 +1746,7 @@ def _logging_to_stderr(enabled: bool) -> Iterator[None]:
 def _dry_run_request(contact: Contact) -> bytes:
     key = os.environ.get(_ENV_KEY)
     key = _check_key(key, _ENV_KEY) if key else _KEY_PLACEHOLDER
-    return _render_request(key, _REDACTED, contact)
+    return _render_request(key, contact, None)
 
 
 def _format_response(response: Response) -> str:

@@ -17,6 +17,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -3005,3 +3006,571 @@ def test_readme_lambda_handler_fails_the_invocation_when_no_answer_comes(load_la
     with pytest.raises(ie.TransportError):
         function.lambda_handler({"id": 1009, "name": "x"}, None)
 
+
+# ---------------------------------------------------------------------------
+# Real components: tinyproxy, squid and nginx, as users meet them
+# ---------------------------------------------------------------------------
+#
+# The stand-ins above act out what wire-facts.md says real programs do; these
+# tests run the programs themselves where they are installed (.ci/run installs
+# them when it runs as root) and skip where one is missing. Each runs in the
+# foreground on free loopback ports with a configuration written here, never
+# the system's, and is stopped when the module's tests are done.
+
+PROXY_USER = "tunnel"
+PROXY_PASSWORD = "Pa55wordOfTheProxy"  # letters and digits: tinyproxy's config and squid's helper take it as is
+WRONG_PASSWORD = "Wr0ngPa55wordForTheProxy"
+
+
+@pytest.fixture
+def without_proxy_variables(monkeypatch):
+    """No https_proxy, http_proxy, no_proxy or the like from the machine: each test sets what it means."""
+    for name in list(os.environ):
+        if name.lower().endswith("_proxy"):
+            monkeypatch.delenv(name)
+
+
+def find_program(name):
+    """The program's path, looking in the sbin folders too (a user's PATH often leaves them out), or None."""
+    found = shutil.which(name)
+    for folder in ("/usr/sbin", "/usr/local/sbin", "/sbin"):
+        if found is None:
+            found = shutil.which(name, path=folder)
+    return found
+
+
+def read_lines(path):
+    try:
+        return Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
+    except FileNotFoundError:
+        return []
+
+
+class RealProgram:
+    """A server started in the foreground, its output in a file; ready once every port in ``ports`` accepts."""
+
+    def __init__(self, command, folder, ports):
+        self.command = command
+        self.output_path = Path(folder) / "output.log"
+        self._output = open(str(self.output_path), "wb")
+        self.process = subprocess.Popen(command, cwd=str(folder), stdin=subprocess.DEVNULL, stdout=self._output,
+                                        stderr=subprocess.STDOUT)
+        ends = time.monotonic() + 15
+        for port in ports:  # a program that exits or never listens fails the test, showing its output
+            while True:
+                if self.process.poll() is not None:
+                    self._give_up(f"exited with {self.process.returncode}")
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                    break
+                except OSError:
+                    if time.monotonic() > ends:
+                        self._give_up(f"does not listen on port {port}")
+                    time.sleep(0.02)
+
+    def _give_up(self, what):
+        self.stop()
+        pytest.fail(f"{' '.join(self.command)} {what}: {self.output()}")
+
+    def output(self):
+        return self.output_path.read_bytes().decode("utf-8", "replace")[-3000:]
+
+    def stop(self):
+        """SIGTERM (nginx: fast shutdown; squid and tinyproxy: shutdown), then SIGKILL if it lingers."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._output.close()
+
+
+class RealProxy:
+    """A proxy on two ports: ``open_port`` tunnels for anyone on 127.0.0.1, ``auth_port`` wants Basic credentials."""
+
+    kind = ""
+    # wire-facts.md: squid answers a wrong password with 407, tinyproxy with 401 (both 407 when none is given);
+    # a CONNECT to a closed port gets 503 from squid, 500 from tinyproxy.
+    wrong_password_status = 0
+    closed_port_status = 0
+
+    def __init__(self, folder):
+        self.folder = folder
+        self.open_port, self.auth_port = unused_port(), unused_port()
+        self.programs = []
+
+    def url(self, port, user=None, password=None):
+        credentials = "" if user is None else f"{user}:{password}@"
+        return f"http://{credentials}127.0.0.1:{port}"
+
+    def tunnels(self, port):
+        """The targets of the CONNECT requests the proxy has logged on ``port``, oldest first."""
+        raise NotImplementedError
+
+    def stop(self):
+        for program in self.programs:
+            program.stop()
+
+
+class Tinyproxy(RealProxy):
+    kind, wrong_password_status, closed_port_status = "tinyproxy", 401, 500
+
+    def __init__(self, folder):
+        super().__init__(folder)
+        # One tinyproxy per port, as BasicAuth holds for all of a tinyproxy's ports. No ConnectPort line: any port
+        # may be tunnelled to. No User line: it keeps the user it was started as, who can write to ``folder``.
+        for port, auth in ((self.open_port, ""), (self.auth_port, f"BasicAuth {PROXY_USER} {PROXY_PASSWORD}\n")):
+            config = folder / f"tinyproxy-{port}.conf"
+            config.write_text(
+                f"Port {port}\nListen 127.0.0.1\nTimeout 30\nMaxClients 64\nAllow 127.0.0.1\nLogLevel Connect\n"
+                f'LogFile "{folder}/tinyproxy-{port}.log"\nPidFile "{folder}/tinyproxy-{port}.pid"\n{auth}',
+                encoding="utf-8",
+            )
+            command = [find_program("tinyproxy"), "-d", "-c", str(config)]  # -d: in the foreground
+            self.programs.append(RealProgram(command, folder, [port]))
+
+    def tunnels(self, port):
+        # "CONNECT   Nov 29 12:23:54.562 [9220]: Request (file descriptor 5): CONNECT localhost:4443 HTTP/1.1",
+        # written as the request arrives.
+        found = (re.search(r"Request \(file descriptor [0-9]+\): CONNECT (\S+) HTTP/", line)
+                 for line in read_lines(self.folder / f"tinyproxy-{port}.log"))
+        return [match.group(1) for match in found if match]
+
+
+class Squid(RealProxy):
+    kind, wrong_password_status, closed_port_status = "squid", 407, 503
+
+    def __init__(self, folder):
+        super().__init__(folder)
+        run_as = ""
+        if os.geteuid() == 0:
+            # Squid refuses to run as root: it switches to an unprivileged user, who must be able to write to
+            # ``folder`` and run the helper from it (which is why squid's folder is not one of pytest's).
+            import pwd
+
+            account = None
+            for name in ("proxy", "nobody"):
+                with contextlib.suppress(KeyError):
+                    account = account or pwd.getpwnam(name)
+            run_as = f"cache_effective_user {account.pw_name}\n"
+            os.chown(str(folder), account.pw_uid, account.pw_gid)
+            os.chmod(str(folder), 0o755)
+        helper = folder / "check-password.sh"
+        helper.write_text(  # a basic auth helper: "user password" in, "OK" or "ERR" out, a line each
+            "#!/bin/sh\nwhile read -r user password; do\n"
+            f'  if [ "$user" = "{PROXY_USER}" ] && [ "$password" = "{PROXY_PASSWORD}" ]\n'
+            "  then echo OK; else echo ERR; fi\n"
+            "done\n",
+            encoding="utf-8",
+        )
+        helper.chmod(0o755)
+        config = folder / "squid.conf"
+        config.write_text(
+            f"http_port 127.0.0.1:{self.open_port}\nhttp_port 127.0.0.1:{self.auth_port}\n{run_as}"
+            f"pid_filename {folder}/squid.pid\ncache_log {folder}/cache.log\ncoredump_dir {folder}\n"
+            "logformat tunnels %>lp %rm %ru %>Hs %un\n"
+            f"access_log stdio:{folder}/access.log logformat=tunnels\n"
+            "cache deny all\ncache_mem 8 MB\nnetdb_filename none\npinger_enable off\nshutdown_lifetime 0 seconds\n"
+            "visible_hostname iletimerkezi-edit-test\nmax_filedescriptors 1024\n"
+            f"auth_param basic program {helper}\nauth_param basic children 2 startup=1 idle=1\n"
+            "auth_param basic realm test\n"
+            f"acl from_here src 127.0.0.1\nacl open_port localport {self.open_port}\n"
+            "acl authenticated proxy_auth REQUIRED\n"
+            "http_access allow from_here open_port\nhttp_access allow from_here authenticated\n"
+            "http_access deny all\n",
+            encoding="utf-8",
+        )
+        # -N: in the foreground. -n: a service name of its own, which names its shared memory segments, so that
+        # squids started at once (by another test run, say) do not collide.
+        self.service_name = f"iletimerkeziedit{self.open_port}"
+        command = [find_program("squid"), "-N", "-n", self.service_name, "-f", str(config)]
+        self.programs.append(RealProgram(command, folder, [self.open_port, self.auth_port]))
+
+    def tunnels(self, port):
+        # "4443 CONNECT localhost:4443 200 tunnel", written as each tunnel (or refused CONNECT) ends.
+        lines = (line.split() for line in read_lines(self.folder / "access.log"))
+        return [fields[2] for fields in lines if len(fields) >= 3 and fields[:2] == [str(port), "CONNECT"]]
+
+    def stop(self):
+        super().stop()
+        for leftover in Path("/dev/shm").glob(f"{self.service_name}-*"):  # there only if squid had to be killed
+            leftover.unlink()
+
+
+@pytest.fixture(scope="module", params=["tinyproxy", "squid"])
+def real_proxy(request, tmp_path_factory):
+    if find_program(request.param) is None:
+        pytest.skip(f"{request.param} is not installed")
+    if request.param == "tinyproxy":
+        proxy = Tinyproxy(tmp_path_factory.mktemp("tinyproxy"))
+        yield proxy
+        proxy.stop()
+        return
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="iletimerkezi-edit-squid-"))
+    try:
+        proxy = Squid(folder)
+        yield proxy
+        proxy.stop()
+    finally:
+        shutil.rmtree(str(folder), ignore_errors=True)
+
+
+def logged_attempts(records):
+    """``["attempt 1 of 3", ...]``, one for each attempt the module logged."""
+    found = (re.search(r" attempt ([0-9]+ of [0-9]+)", record.getMessage()) for record in records)
+    return ["attempt " + match.group(1) for match in found if match]
+
+
+def settled(count_now, expected):
+    """Whether ``count_now()`` reaches ``expected`` (a program logs a moment after it answers) and stays there."""
+    if not eventually(lambda: count_now() >= expected):
+        return False
+    time.sleep(0.1)
+    return count_now() == expected
+
+
+def by_name(service):
+    """The service's URL with ``localhost`` for its host, as users write names: the proxy resolves it, TLS checks it."""
+    return service.url.replace("127.0.0.1", "localhost")
+
+
+@pytest.mark.usefixtures("without_proxy_variables")
+def test_a_real_proxy_carries_a_session_in_one_kept_tunnel(real_proxy, certificates):
+    port = real_proxy.open_port
+    with https_service(certificates["local"]) as service:
+        before = len(real_proxy.tunnels(port))
+        with ie.Session(CREDS, url=by_name(service), ssl_context=trusting(certificates["local"]), retries=0,
+                        proxy=real_proxy.url(port)) as session:
+            names = [session.edit_contact(contact).contact.name for contact in named(20, "tunnel")]
+        assert names == [f"tunnel{number}" for number in range(20)]
+        assert (service.connections, len(service.requests)) == (1, 20)
+        assert settled(lambda: len(real_proxy.tunnels(port)) - before, 1)
+        assert real_proxy.tunnels(port)[-1] == by_name(service).split("/")[2]  # "localhost:port": the proxy resolves it
+
+
+@pytest.mark.usefixtures("without_proxy_variables")
+@pytest.mark.parametrize("variable", ["HTTPS_PROXY", "https_proxy"])
+def test_a_real_proxy_from_the_environment_is_used_unless_no_proxy_names_the_host(real_proxy, certificates,
+                                                                                  monkeypatch, variable):
+    port = real_proxy.auth_port
+    with https_service(certificates["local"]) as service:
+        options = {"url": by_name(service), "ssl_context": trusting(certificates["local"])}
+        before = len(real_proxy.tunnels(port))
+        # Through the proxy, without credentials: it asks for them (407 from both), so the edit went through it.
+        monkeypatch.setenv(variable, real_proxy.url(port))
+        with pytest.raises(ie.ProxyError) as caught:
+            ie.edit_contact(CREDS, ie.Contact(1009, name="proxied"), **options)
+        assert (caught.value.status, caught.value.proxy, service.connections) == (407, f"127.0.0.1:{port}", 0)
+        # no_proxy names the host: straight to the service.
+        monkeypatch.setenv("no_proxy", "example.com, localhost")
+        assert ie.edit_contact(CREDS, ie.Contact(1009, name="direct"), **options).contact.name == "direct"
+        assert service.connections == 1
+        # Credentials in the variable: through the proxy, one tunnel for a session's edits.
+        monkeypatch.delenv("no_proxy")
+        monkeypatch.setenv(variable, real_proxy.url(port, PROXY_USER, PROXY_PASSWORD))
+        with ie.Session(CREDS, **options) as session:
+            names = [session.edit_contact(contact).contact.name for contact in named(3, "env")]
+        assert names == ["env0", "env1", "env2"]
+        assert (service.connections, len(service.requests)) == (2, 4)
+    # The proxy saw the refused CONNECT and the session's tunnel, and nothing of the direct edit.
+    assert settled(lambda: len(real_proxy.tunnels(port)) - before, 2)
+
+
+@pytest.mark.usefixtures("without_proxy_variables")
+@pytest.mark.parametrize("via", VIAS)
+def test_a_real_proxy_refusing_a_wrong_password_is_asked_once_and_the_password_shows_nowhere(
+        real_proxy, certificates, caplog, quick_backoff, via):
+    caplog.set_level(logging.DEBUG, logger="iletimerkezi_edit")
+    port = real_proxy.auth_port
+    with https_service(certificates["local"]) as service:
+        before = len(real_proxy.tunnels(port))
+        with pytest.raises(ie.ProxyError) as caught:
+            edit_once(via, CREDS, ie.Contact(1009, name="x"), url=by_name(service), retries=2,
+                      ssl_context=trusting(certificates["local"]),
+                      proxy=real_proxy.url(port, PROXY_USER, WRONG_PASSWORD))
+        assert service.connections == 0
+    error = caught.value
+    assert isinstance(error, ie.TransportError)
+    assert (error.status, error.proxy) == (real_proxy.wrong_password_status, f"127.0.0.1:{port}")
+    assert f"HTTP {error.status}" in str(error) and f"127.0.0.1:{port}" in str(error)
+    assert logged_attempts(caplog.records) == ["attempt 1 of 3"]  # a proxy's 4xx is not tried again
+    assert settled(lambda: len(real_proxy.tunnels(port)) - before, 1)
+    import base64
+
+    seen = everything_a_user_sees(error, caplog.records)
+    encoded = base64.b64encode(f"{PROXY_USER}:{WRONG_PASSWORD}".encode()).decode()
+    assert WRONG_PASSWORD.lower() not in seen and encoded.lower() not in seen
+
+
+@pytest.mark.usefixtures("without_proxy_variables")
+def test_a_real_proxy_with_the_right_password_tunnels_and_the_target_never_sees_the_credentials(
+        real_proxy, certificates):
+    port = real_proxy.auth_port
+    proxy = real_proxy.url(port, PROXY_USER, PROXY_PASSWORD)
+    options = {"ssl_context": trusting(certificates["local"]), "proxy": proxy}
+    with https_service(certificates["local"]) as service:
+        before = len(real_proxy.tunnels(port))
+        with ie.Session(CREDS, url=by_name(service), retries=0, **options) as session:
+            names = [session.edit_contact(contact).contact.name for contact in named(3, "auth")]
+        assert names == ["auth0", "auth1", "auth2"]
+        once = ie.edit_contact(CREDS, ie.Contact(1009, name="once"), url=by_name(service), **options)
+        assert once.contact.name == "once"
+        assert (service.connections, len(service.requests)) == (2, 4)
+        for _, headers, body in service.requests:
+            assert not [name for name in headers if name.lower().startswith("proxy-")]
+            assert PROXY_PASSWORD.encode() not in body
+    assert settled(lambda: len(real_proxy.tunnels(port)) - before, 2)
+
+
+@pytest.mark.usefixtures("without_proxy_variables")
+def test_a_real_proxy_that_cannot_reach_the_port_answers_5xx_and_it_is_tried_again(real_proxy, caplog, quick_backoff):
+    caplog.set_level(logging.DEBUG, logger="iletimerkezi_edit")
+    port, closed = real_proxy.open_port, unused_port()
+    before = len(real_proxy.tunnels(port))
+    with pytest.raises(ie.ProxyError) as caught:  # a loopback http:// target is tunnelled too
+        ie.edit_contact(CREDS, ie.Contact(1009, name="x"), url=f"http://127.0.0.1:{closed}{PATH}", retries=2,
+                        proxy=real_proxy.url(port))
+    assert (caught.value.status, caught.value.proxy) == (real_proxy.closed_port_status, f"127.0.0.1:{port}")
+    assert logged_attempts(caplog.records) == ["attempt 1 of 3", "attempt 2 of 3", "attempt 3 of 3"]
+    assert settled(lambda: len(real_proxy.tunnels(port)) - before, 3)
+    assert real_proxy.tunnels(port)[-3:] == [f"127.0.0.1:{closed}"] * 3
+
+
+@pytest.mark.usefixtures("without_proxy_variables")
+def test_the_cli_goes_through_a_real_proxy_and_keeps_its_password_to_itself(real_proxy, service):
+    port = real_proxy.auth_port
+    args = ["--id", "1009", "--name", "Vekil", "--url", service.url, "--retries", "0", "-v", "--proxy"]
+    code, stdout, stderr = run_cli(args + [real_proxy.url(port, PROXY_USER, PROXY_PASSWORD)], CREDENTIAL_ENV)
+    assert code == 0 and "Vekil" in stdout, stderr
+    code, stdout, stderr = run_cli(args + [real_proxy.url(port, PROXY_USER, WRONG_PASSWORD)], CREDENTIAL_ENV)
+    assert code == 3 and f"HTTP {real_proxy.wrong_password_status}" in stderr, stderr
+    assert WRONG_PASSWORD not in stderr + stdout and PROXY_PASSWORD not in stderr + stdout
+    assert len(service.requests) == 1
+
+
+# nginx, the real server's front end, before the stand-in: what users meet at api.iletimerkezi.com
+# ---------------------------------------------------------------------------
+
+
+def slow_body(connection, server, request):
+    """The head of a keep-alive answer at once, its body half a second later."""
+    head, _, body = http_answer(200, SAMPLE_RESPONSE).partition(b"\r\n\r\n")
+    connection.sendall(head + b"\r\n\r\n")
+    server.released.wait(0.5)
+    connection.sendall(body)
+
+
+class RealNginx:
+    """One nginx, a master and a worker, with a server block for each behaviour, each on a port of its own."""
+
+    PROXIED = {  # server blocks before ``FakeService``
+        "plain": "",
+        "three_per_connection": "keepalive_requests 3;",
+        "idle_one_second": "keepalive_timeout 1s;",
+        # sub_filter drops the upstream's Content-Length: nginx then answers chunked, or without a length.
+        "chunked": "sub_filter_types text/xml; sub_filter '<response>' '<response>';",
+        "until_close": "sub_filter_types text/xml; sub_filter '<response>' '<response>'; "
+                       "chunked_transfer_encoding off;",
+    }
+
+    def __init__(self, folder, upstream, slow_upstream, hanging_upstream):
+        self.folder = folder
+        self.slow_upstream = slow_upstream
+        self.reloads = 0
+        names = [*self.PROXIED, "upstream_down", "upstream_slow", "head_then_body"]
+        self.ports = {name: unused_port() for name in names}
+
+        def block(name, location):
+            return f"server {{ listen 127.0.0.1:{self.ports[name]}; location / {{ {location} }} }}"
+
+        blocks = [block(name, f"{settings} proxy_pass {upstream};") for name, settings in self.PROXIED.items()]
+        blocks += [
+            block("upstream_down", f"proxy_pass http://127.0.0.1:{unused_port()};"),
+            block("upstream_slow", f"proxy_read_timeout 300ms; proxy_pass {hanging_upstream};"),
+            block("head_then_body", f"proxy_pass {slow_upstream.url[:-len(PATH)]};"),
+        ]
+        kinds = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        temp_paths = [f"{kind}_temp_path {folder}/{kind};" for kind in kinds]
+        lines = [
+            # Under root, workers would run as nobody, who cannot enter pytest's folders (private to root).
+            "user root;" if os.geteuid() == 0 else "",
+            "daemon off;", "master_process on;", "worker_processes 1;",  # a master, to reload
+            f"pid {folder}/nginx.pid;", f"error_log {folder}/error.log notice;",
+            "events { worker_connections 128; }",
+            "http {", *temp_paths,
+            "log_format probe '$server_port $connection $connection_requests $status $sent_http_transfer_encoding';",
+            f"access_log {folder}/access.log probe;",
+            "proxy_http_version 1.1;", 'proxy_set_header Connection "";',
+            *blocks,
+            "}",
+        ]
+        (folder / "nginx.conf").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        # -e: the error log before the configuration is read, which otherwise is the system's.
+        command = [find_program("nginx"), "-p", str(folder), "-c", str(folder / "nginx.conf"),
+                   "-e", str(folder / "error.log")]
+        self.program = RealProgram(command, folder, list(self.ports.values()))
+
+    def url(self, name):
+        return f"http://127.0.0.1:{self.ports[name]}{PATH}"
+
+    def answers(self, name):
+        """``(connection, its request number, status, transfer encoding)`` for each request logged on that port."""
+        lines = (line.split() for line in read_lines(self.folder / "access.log"))
+        return [(int(f[1]), int(f[2]), int(f[3]), f[4]) for f in lines if f[0] == str(self.ports[name])]
+
+    def reload(self, wait=True):
+        """A graceful reload, as on every deploy; ``wait``: until the old workers have closed their connections."""
+        self.reloads += 1
+        self.program.process.send_signal(signal.SIGHUP)
+        if wait:  # each reload retires the one worker there was
+            assert eventually(lambda: self._logged("exited with code") >= self.reloads), self.program.output()
+
+    def _logged(self, text):
+        return sum(text in line for line in read_lines(self.folder / "error.log"))
+
+
+@pytest.fixture(scope="module")
+def real_nginx(tmp_path_factory):
+    if find_program("nginx") is None:
+        pytest.skip("nginx is not installed")
+    with contextlib.ExitStack() as stack:
+        upstream = stack.enter_context(running(FakeService())).url[:-len(PATH)]
+        quick = answer(200, SAMPLE_RESPONSE)
+        slow = stack.enter_context(FaultServer(quick, slow_body, quick))
+        hanging = stack.enter_context(FaultServer(hang)).url[:-len(PATH)]
+        nginx = RealNginx(tmp_path_factory.mktemp("nginx"), upstream, slow, hanging)
+        stack.callback(nginx.program.stop)
+        yield nginx
+
+
+def since(before, now):
+    return now[len(before):]
+
+
+@pytest.mark.usefixtures("without_proxy_variables")
+def test_nginx_closes_every_third_answer_and_the_session_reconnects_without_a_retry(real_nginx, caplog):
+    caplog.set_level(logging.DEBUG, logger="iletimerkezi_edit")
+    before = real_nginx.answers("three_per_connection")
+    # The premise, read off the wire: nginx says so on a connection's third answer.
+    import http.client
+
+    probe = http.client.HTTPConnection("127.0.0.1", real_nginx.ports["three_per_connection"], timeout=5)
+    said = []
+    for _ in range(3):
+        probe.request("POST", PATH, body=b"x")
+        reply = probe.getresponse()
+        reply.read()
+        said.append(reply.getheader("Connection"))
+    probe.close()
+    assert said == ["keep-alive", "keep-alive", "close"]
+    with ie.Session(CREDS, url=real_nginx.url("three_per_connection"), retries=2) as session:
+        names = [session.edit_contact(contact).contact.name for contact in named(7, "third")]
+    assert names == [f"third{number}" for number in range(7)]
+    assert eventually(lambda: len(since(before, real_nginx.answers("three_per_connection"))) == 3 + 7)
+    seen = since(before, real_nginx.answers("three_per_connection"))[3:]
+    assert [number for _, number, _, _ in seen] == [1, 2, 3, 1, 2, 3, 1]  # each edit sent once, on 3 connections
+    assert len({connection for connection, _, _, _ in seen}) == 3
+    assert logged_attempts(caplog.records) == ["attempt 1 of 3"] * 7
+
+
+@pytest.mark.usefixtures("without_proxy_variables")
+def test_nginx_closing_an_idle_connection_costs_the_next_edit_no_retry(real_nginx, caplog):
+    caplog.set_level(logging.DEBUG, logger="iletimerkezi_edit")
+    before = real_nginx.answers("idle_one_second")
+    with ie.Session(CREDS, url=real_nginx.url("idle_one_second"), retries=2) as session:
+        assert session.edit_contact(ie.Contact(1009, name="önce")).contact.name == "önce"
+        time.sleep(1.4)  # nginx closes it at keepalive_timeout 1s
+        assert session.edit_contact(ie.Contact(1009, name="sonra")).contact.name == "sonra"
+    assert eventually(lambda: len(since(before, real_nginx.answers("idle_one_second"))) == 2)
+    first, second = since(before, real_nginx.answers("idle_one_second"))
+    assert first[0] != second[0] and (first[1], second[1]) == (1, 1)  # a new connection, the edit sent once
+    assert logged_attempts(caplog.records) == ["attempt 1 of 3"] * 2
+
+
+@pytest.mark.usefixtures("without_proxy_variables")
+def test_nginx_graceful_reloads_between_edits_cost_no_retry(real_nginx, caplog):
+    caplog.set_level(logging.DEBUG, logger="iletimerkezi_edit")
+    before = real_nginx.answers("plain")
+    with ie.Session(CREDS, url=real_nginx.url("plain"), retries=2) as session:
+        assert session.edit_contact(ie.Contact(1009, name="r")).contact.name == "r"
+        for round_ in range(3):
+            real_nginx.reload(wait=True)  # the old worker has closed the kept connection
+            assert session.edit_contact(ie.Contact(1009, name=f"waited{round_}")).contact.name == f"waited{round_}"
+            real_nginx.reload(wait=False)  # the edit races the old worker's close
+            assert session.edit_contact(ie.Contact(1009, name=f"raced{round_}")).contact.name == f"raced{round_}"
+    assert logged_attempts(caplog.records) == ["attempt 1 of 3"] * 7
+    assert eventually(lambda: len(since(before, real_nginx.answers("plain"))) == 7)
+    seen = since(before, real_nginx.answers("plain"))
+    assert [seen[index][1] for index in (1, 3, 5)] == [1, 1, 1]  # after a finished reload: a new connection
+
+
+@pytest.mark.usefixtures("without_proxy_variables")
+def test_nginx_closing_after_a_keep_alive_answer_in_flight_at_a_reload_costs_no_retry(real_nginx, caplog):
+    # The answer's head leaves before the reload and says keep-alive; the old worker closes right after the body.
+    caplog.set_level(logging.DEBUG, logger="iletimerkezi_edit")
+    slow = real_nginx.slow_upstream
+    slow.connections = 0  # nginx's first request to it is answered at once, the second late, the rest at once
+    before = real_nginx.answers("head_then_body")
+    with ie.Session(CREDS, url=real_nginx.url("head_then_body"), retries=2) as session:
+        assert session.edit_contact(ie.Contact(1009, name="x")).status.code == 200
+        reload = threading.Timer(0.25, real_nginx.reload, kwargs={"wait": False})
+        reload.start()
+        assert session.edit_contact(ie.Contact(1009, name="x")).status.code == 200
+        reload.join()
+        assert session.edit_contact(ie.Contact(1009, name="x")).status.code == 200
+    assert logged_attempts(caplog.records) == ["attempt 1 of 3"] * 3
+    assert eventually(lambda: len(since(before, real_nginx.answers("head_then_body"))) == 3)
+    seen = since(before, real_nginx.answers("head_then_body"))
+    assert [number for _, number, _, _ in seen] == [1, 2, 1]
+    assert slow.connections == 3
+
+
+@pytest.mark.usefixtures("without_proxy_variables")
+def test_nginx_chunked_answers_are_read_on_a_kept_connection(real_nginx, caplog):
+    caplog.set_level(logging.DEBUG, logger="iletimerkezi_edit")
+    before = real_nginx.answers("chunked")
+    with ie.Session(CREDS, url=real_nginx.url("chunked"), retries=2) as session:
+        names = [session.edit_contact(contact).contact.name for contact in named(4, "parça")]
+        assert names == ["parça0", "parça1", "parça2", "parça3"]
+        with pytest.raises(ie.APIError) as caught:  # an API error, chunked too, keeps the connection
+            session.edit_contact(ie.Contact(4242, name="yok"))
+        assert (caught.value.code, caught.value.http_status) == (465, 465)
+        assert session.edit_contact(ie.Contact(1009, name="son")).contact.name == "son"
+    assert eventually(lambda: len(since(before, real_nginx.answers("chunked"))) == 6)
+    seen = since(before, real_nginx.answers("chunked"))
+    assert [(number, status, coding) for _, number, status, coding in seen] == [
+        (1, 200, "chunked"), (2, 200, "chunked"), (3, 200, "chunked"), (4, 200, "chunked"), (5, 465, "chunked"),
+        (6, 200, "chunked")]
+    assert logged_attempts(caplog.records) == ["attempt 1 of 3"] * 6
+
+
+@pytest.mark.usefixtures("without_proxy_variables")
+def test_nginx_answers_without_a_length_are_read_to_the_close(real_nginx, caplog):
+    caplog.set_level(logging.DEBUG, logger="iletimerkezi_edit")
+    before = real_nginx.answers("until_close")
+    with ie.Session(CREDS, url=real_nginx.url("until_close"), retries=2) as session:
+        names = [session.edit_contact(contact).contact.name for contact in named(3, "uzun")]
+    assert names == ["uzun0", "uzun1", "uzun2"]
+    assert eventually(lambda: len(since(before, real_nginx.answers("until_close"))) == 3)
+    seen = since(before, real_nginx.answers("until_close"))
+    assert [(number, coding) for _, number, _, coding in seen] == [(1, "-")] * 3  # no length: nginx closes after each
+    assert logged_attempts(caplog.records) == ["attempt 1 of 3"] * 3
+
+
+@pytest.mark.usefixtures("without_proxy_variables")
+@pytest.mark.parametrize("server, status, retries", [("upstream_down", 502, 2), ("upstream_slow", 504, 1)])
+def test_nginx_own_html_5xx_page_is_a_response_error_and_tried_again(real_nginx, caplog, quick_backoff,
+                                                                     server, status, retries):
+    caplog.set_level(logging.DEBUG, logger="iletimerkezi_edit")
+    before = real_nginx.answers(server)
+    with pytest.raises(ie.ResponseError) as caught:
+        ie.edit_contact(CREDS, ie.Contact(1009, name="x"), url=real_nginx.url(server), retries=retries)
+    assert caught.value.http_status == status
+    tries = retries + 1
+    assert logged_attempts(caplog.records) == [f"attempt {number} of {tries}" for number in range(1, tries + 1)]
+    assert eventually(lambda: len(since(before, real_nginx.answers(server))) == tries)
+    assert [answered for _, _, answered, _ in since(before, real_nginx.answers(server))] == [status] * tries

@@ -3017,8 +3017,8 @@ def test_readme_lambda_handler_fails_the_invocation_when_no_answer_comes(load_la
 # foreground on free loopback ports with a configuration written here, never
 # the system's, and is stopped when the module's tests are done.
 
-PROXY_USER = "tunnel"
-PROXY_PASSWORD = "Pa55wordOfTheProxy"  # letters and digits: tinyproxy's config and squid's helper take it as is
+REAL_PROXY_USER = "tunnel"
+REAL_PROXY_PASSWORD = "Pa55wordOfTheProxy"  # letters and digits: tinyproxy's config and squid's helper take it as is
 WRONG_PASSWORD = "Wr0ngPa55wordForTheProxy"
 
 
@@ -3121,7 +3121,7 @@ class Tinyproxy(RealProxy):
         super().__init__(folder)
         # One tinyproxy per port, as BasicAuth holds for all of a tinyproxy's ports. No ConnectPort line: any port
         # may be tunnelled to. No User line: it keeps the user it was started as, who can write to ``folder``.
-        for port, auth in ((self.open_port, ""), (self.auth_port, f"BasicAuth {PROXY_USER} {PROXY_PASSWORD}\n")):
+        for port, auth in ((self.open_port, ""), (self.auth_port, f"BasicAuth {REAL_PROXY_USER} {REAL_PROXY_PASSWORD}\n")):
             config = folder / f"tinyproxy-{port}.conf"
             config.write_text(
                 f"Port {port}\nListen 127.0.0.1\nTimeout 30\nMaxClients 64\nAllow 127.0.0.1\nLogLevel Connect\n"
@@ -3160,7 +3160,7 @@ class Squid(RealProxy):
         helper = folder / "check-password.sh"
         helper.write_text(  # a basic auth helper: "user password" in, "OK" or "ERR" out, a line each
             "#!/bin/sh\nwhile read -r user password; do\n"
-            f'  if [ "$user" = "{PROXY_USER}" ] && [ "$password" = "{PROXY_PASSWORD}" ]\n'
+            f'  if [ "$user" = "{REAL_PROXY_USER}" ] && [ "$password" = "{REAL_PROXY_PASSWORD}" ]\n'
             "  then echo OK; else echo ERR; fi\n"
             "done\n",
             encoding="utf-8",
@@ -3271,7 +3271,7 @@ def test_a_real_proxy_from_the_environment_is_used_unless_no_proxy_names_the_hos
         assert service.connections == 1
         # Credentials in the variable: through the proxy, one tunnel for a session's edits.
         monkeypatch.delenv("no_proxy")
-        monkeypatch.setenv(variable, real_proxy.url(port, PROXY_USER, PROXY_PASSWORD))
+        monkeypatch.setenv(variable, real_proxy.url(port, REAL_PROXY_USER, REAL_PROXY_PASSWORD))
         with ie.Session(CREDS, **options) as session:
             names = [session.edit_contact(contact).contact.name for contact in named(3, "env")]
         assert names == ["env0", "env1", "env2"]
@@ -3291,7 +3291,7 @@ def test_a_real_proxy_refusing_a_wrong_password_is_asked_once_and_the_password_s
         with pytest.raises(ie.ProxyError) as caught:
             edit_once(via, CREDS, ie.Contact(1009, name="x"), url=by_name(service), retries=2,
                       ssl_context=trusting(certificates["local"]),
-                      proxy=real_proxy.url(port, PROXY_USER, WRONG_PASSWORD))
+                      proxy=real_proxy.url(port, REAL_PROXY_USER, WRONG_PASSWORD))
         assert service.connections == 0
     error = caught.value
     assert isinstance(error, ie.TransportError)
@@ -3302,7 +3302,7 @@ def test_a_real_proxy_refusing_a_wrong_password_is_asked_once_and_the_password_s
     import base64
 
     seen = everything_a_user_sees(error, caplog.records)
-    encoded = base64.b64encode(f"{PROXY_USER}:{WRONG_PASSWORD}".encode()).decode()
+    encoded = base64.b64encode(f"{REAL_PROXY_USER}:{WRONG_PASSWORD}".encode()).decode()
     assert WRONG_PASSWORD.lower() not in seen and encoded.lower() not in seen
 
 
@@ -3310,7 +3310,7 @@ def test_a_real_proxy_refusing_a_wrong_password_is_asked_once_and_the_password_s
 def test_a_real_proxy_with_the_right_password_tunnels_and_the_target_never_sees_the_credentials(
         real_proxy, certificates):
     port = real_proxy.auth_port
-    proxy = real_proxy.url(port, PROXY_USER, PROXY_PASSWORD)
+    proxy = real_proxy.url(port, REAL_PROXY_USER, REAL_PROXY_PASSWORD)
     options = {"ssl_context": trusting(certificates["local"]), "proxy": proxy}
     with https_service(certificates["local"]) as service:
         before = len(real_proxy.tunnels(port))
@@ -3322,7 +3322,7 @@ def test_a_real_proxy_with_the_right_password_tunnels_and_the_target_never_sees_
         assert (service.connections, len(service.requests)) == (2, 4)
         for _, headers, body in service.requests:
             assert not [name for name in headers if name.lower().startswith("proxy-")]
-            assert PROXY_PASSWORD.encode() not in body
+            assert REAL_PROXY_PASSWORD.encode() not in body
     assert settled(lambda: len(real_proxy.tunnels(port)) - before, 2)
 
 
@@ -3344,11 +3344,11 @@ def test_a_real_proxy_that_cannot_reach_the_port_answers_5xx_and_it_is_tried_aga
 def test_the_cli_goes_through_a_real_proxy_and_keeps_its_password_to_itself(real_proxy, service):
     port = real_proxy.auth_port
     args = ["--id", "1009", "--name", "Vekil", "--url", service.url, "--retries", "0", "-v", "--proxy"]
-    code, stdout, stderr = run_cli(args + [real_proxy.url(port, PROXY_USER, PROXY_PASSWORD)], CREDENTIAL_ENV)
+    code, stdout, stderr = run_cli(args + [real_proxy.url(port, REAL_PROXY_USER, REAL_PROXY_PASSWORD)], CREDENTIAL_ENV)
     assert code == 0 and "Vekil" in stdout, stderr
-    code, stdout, stderr = run_cli(args + [real_proxy.url(port, PROXY_USER, WRONG_PASSWORD)], CREDENTIAL_ENV)
+    code, stdout, stderr = run_cli(args + [real_proxy.url(port, REAL_PROXY_USER, WRONG_PASSWORD)], CREDENTIAL_ENV)
     assert code == 3 and f"HTTP {real_proxy.wrong_password_status}" in stderr, stderr
-    assert WRONG_PASSWORD not in stderr + stdout and PROXY_PASSWORD not in stderr + stdout
+    assert WRONG_PASSWORD not in stderr + stdout and REAL_PROXY_PASSWORD not in stderr + stdout
     assert len(service.requests) == 1
 
 

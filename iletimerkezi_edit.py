@@ -106,6 +106,12 @@ _IDLE_LIMIT = 60.0
 
 _log = logging.getLogger("iletimerkezi_edit")
 _log.addHandler(logging.NullHandler())
+# Request and answer bodies hold personal data (names, phone numbers, e-mail addresses), so they go to a logger
+# of their own, which logs only once its own level is set to DEBUG: a level it inherits (a root logger at DEBUG,
+# as AWS Lambda sets it, or "iletimerkezi_edit" at DEBUG) never turns it on. See _bodies_wanted().
+_body_log = logging.getLogger("iletimerkezi_edit.bodies")
+_BODY_LOG_LIMIT = 4096  # characters of an answer body in one log line; real answers are under 2 KiB
+_CONTACT_ID = re.compile(rb"<contact>\s*<id>([0-9]+)</id>")  # in a request this module built
 
 # English for every status code the provider documents for this call and its
 # siblings; the server's own message (Turkish) travels beside it.
@@ -1151,19 +1157,53 @@ def _log_attempt(
     body: bytes,
     secret: str,
 ) -> None:
-    if not _log.isEnabledFor(logging.DEBUG):
+    """Log one attempt: a line without personal data at DEBUG, and the bodies only if switched on by name.
+
+    The attempt line shows the URL, the contact's id, the HTTP status, the error's class (with the API's
+    code, or the network error), the time taken and the wait before the next try; never a byte of the
+    request or the answer besides. The bodies line (``iletimerkezi_edit.bodies``) adds the request, the
+    answer and the error's message, with ``secret`` (the hash) replaced.
+    """
+    attempts, bodies = _log.isEnabledFor(logging.DEBUG), _bodies_wanted()
+    if not attempts and not bodies:
         return
+    found = _CONTACT_ID.search(body)
+    contact = found.group(1).decode("ascii") if found else "?"
     status = answer.status if answer is not None else getattr(error, "http_status", None)
     outcome = "no answer" if status is None else f"HTTP {status}"
     if error is not None:
-        outcome += f", {type(error).__name__}: {' '.join(str(error).split())}"
+        outcome += ", " + _error_summary(error)
     if wait is not None:
         outcome += f", trying again in {wait:.2f} s"
-    _log.debug(
-        "POST %s attempt %d of %d: %s after %d ms; request %r",
-        endpoint.url, attempt, retries + 1, outcome, (time.monotonic() - started) * 1000,
-        _redact(body.decode("utf-8"), secret),
-    )
+    where = f"POST {endpoint.url}, contact {contact}, attempt {attempt} of {retries + 1}"
+    elapsed = (time.monotonic() - started) * 1000
+    if attempts:
+        _log.debug("%s: %s after %d ms", where, outcome, elapsed)
+    if bodies:
+        received = "no answer" if answer is None else _redact(answer.body.decode("utf-8", "replace"), secret)
+        if len(received) > _BODY_LOG_LIMIT:
+            received = received[:_BODY_LOG_LIMIT] + f"... ({len(received) - _BODY_LOG_LIMIT} more characters)"
+        _body_log.debug(
+            "%s: request %r; answer %r%s", where, _redact(body.decode("utf-8"), secret), received,
+            "" if error is None else f"; {type(error).__name__}: {' '.join(str(error).split())}",
+        )
+
+
+def _bodies_wanted() -> bool:
+    """Whether ``iletimerkezi_edit.bodies`` was itself set to DEBUG (or lower): inheriting DEBUG is not enough."""
+    return _body_log.level != logging.NOTSET and _body_log.isEnabledFor(logging.DEBUG)
+
+
+def _error_summary(error: IletiMerkeziError) -> str:
+    """The error's class, with the API's code or the network error: never text taken from the answer."""
+    if isinstance(error, APIError):
+        return f"{type(error).__name__} {error.code} ({error.description})"
+    cause = error.__cause__
+    if isinstance(error, TransportError) and cause is not None:
+        # An OSError's text comes from the system (refused, reset, timed out, TLS); http.client's errors
+        # and ValueError can quote the answer's bytes, so only their class is shown.
+        return f"{type(error).__name__} ({type(cause).__name__}{f': {cause}' if isinstance(cause, OSError) else ''})"
+    return type(error).__name__
 
 
 # ---------------------------------------------------------------------------
@@ -1252,7 +1292,9 @@ def _argument_parser() -> argparse.ArgumentParser:
         help="tries again after no answer, 503 or an unreadable 5xx answer (default: 2)",
     )
     parser.add_argument(
-        "-v", "--verbose", action="store_true", help="log each attempt to stderr (the hash is never shown)"
+        "-v", "--verbose", action="count", default=0,
+        help="log each attempt to stderr, without personal data; -vv adds the request and answer bodies "
+        "(the hash is never shown)",
     )
     parser.add_argument("--json", action="store_true", help="print the returned status and contact as JSON")
     parser.add_argument(
@@ -1303,20 +1345,24 @@ def _contact_from_args(args: argparse.Namespace) -> Contact:
 
 
 @contextlib.contextmanager
-def _logging_to_stderr(enabled: bool) -> Iterator[None]:
-    if not enabled:
+def _logging_to_stderr(verbosity: int) -> Iterator[None]:
+    """``-v``: the attempt lines; ``-vv``: the bodies too (personal data, so only when asked for twice)."""
+    if not verbosity:
         yield
         return
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("iletimerkezi-edit: %(message)s"))
-    level = _log.level
-    _log.addHandler(handler)
-    _log.setLevel(logging.DEBUG)
+    loggers = [_log] + ([_body_log] if verbosity > 1 else [])
+    levels = [logger.level for logger in loggers]
+    _log.addHandler(handler)  # the bodies logger's records reach it through propagation
+    for logger in loggers:
+        logger.setLevel(logging.DEBUG)
     try:
         yield
     finally:
         _log.removeHandler(handler)
-        _log.setLevel(level)
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 def _dry_run_request(contact: Contact) -> bytes:

@@ -48,6 +48,7 @@ from typing import (
 if TYPE_CHECKING:  # imported for real only when a call needs them, so that importing stays cheap
     import argparse
     import http.client
+    import random
     import socket
     import ssl
     import xml.etree.ElementTree as ET
@@ -1110,10 +1111,21 @@ def _retry_wait(error: IletiMerkeziError, answer: Optional[_Answer], attempt: in
         return None
     if answer is not None and answer.retry_after is not None:
         return answer.retry_after
+    ceiling = min(_BACKOFF_CAP, _BACKOFF_FIRST * 2 ** min(attempt - 1, 16))
+    return _jitter().uniform(ceiling / 2, ceiling)
+
+
+@functools.lru_cache(maxsize=1)
+def _jitter() -> random.Random:
+    """The random source of the waits: the operating system's (``os.urandom``), which has no state to share.
+
+    The ``random`` module's global generator is one state per process: processes forked from one parent, or
+    AWS Lambda SnapStart instances restored from one snapshot, would all draw the same "random" waits and
+    retry in lockstep. Whatever seeds it (a caller's ``random.seed()``) would set our waits, too.
+    """
     import random
 
-    ceiling = min(_BACKOFF_CAP, _BACKOFF_FIRST * 2 ** min(attempt - 1, 16))
-    return random.uniform(ceiling / 2, ceiling)
+    return random.SystemRandom()
 
 
 def _is_retryable(error: IletiMerkeziError) -> bool:

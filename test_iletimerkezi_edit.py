@@ -2321,3 +2321,20 @@ def test_cli_v_logs_the_attempts_without_personal_data_and_vv_adds_the_bodies(se
     assert PERSONAL["name"] in bodies and PERSONAL["gsm"] in bodies and "<hash>REDACTED</hash>" in bodies
     assert "-vv adds the request and answer bodies" in " ".join(run_cli(["--help"])[1].split())
 
+
+def test_retry_waits_neither_follow_nor_disturb_the_global_random_state():
+    # Processes forked from one parent, or Lambda SnapStart instances restored from one snapshot, share the
+    # state of the random module; waits drawn from it would be the same in each, and they would retry in step.
+    saved = random.getstate()
+    try:
+        draws = []
+        for _ in range(2):
+            random.seed(13)
+            state = random.getstate()
+            draws.append([ie._retry_wait(ie.TransportError("x"), None, 1, 2) for _ in range(8)])
+            assert random.getstate() == state  # nothing was drawn from it
+    finally:
+        random.setstate(saved)
+    assert draws[0] != draws[1]
+    assert all(0.25 <= wait <= 0.5 for wait in draws[0] + draws[1])
+    assert isinstance(ie._jitter(), random.SystemRandom)  # os.urandom: no state to share

@@ -2338,3 +2338,61 @@ def test_retry_waits_neither_follow_nor_disturb_the_global_random_state():
     assert draws[0] != draws[1]
     assert all(0.25 <= wait <= 0.5 for wait in draws[0] + draws[1])
     assert isinstance(ie._jitter(), random.SystemRandom)  # os.urandom: no state to share
+
+
+MALFORMED_EVENTS = {
+    "a list": ["not", "an", "object"],
+    "a string": "1009",
+    "null": None,
+    "a number": 1009,
+    "an empty object": {},
+    "no id": {"name": "Şule"},
+    "id null": {"id": None, "name": "Şule"},
+    "id a float": {"id": 1009.0, "name": "Şule"},
+    "id a bool": {"id": True, "name": "Şule"},
+    "id not digits": {"id": "10O9", "name": "Şule"},
+    "id zero": {"id": 0, "name": "Şule"},
+    "a misspelt key": {"id": 1009, "nmae": "Şule"},
+    "an unknown key": {"id": 1009, "name": "Şule", "phone": "+905331234567"},
+    "name a number": {"id": 1009, "name": 42},
+    "gsm a number": {"id": 1009, "gsm": 905331234567},
+    "email an object": {"id": 1009, "email": {"address": "a@b.co"}},
+    "custom_fields a list": {"id": 1009, "custom_fields": [{"id": 1, "value": "x"}]},
+    "custom_fields a string": {"id": 1009, "custom_fields": "1=x"},
+    "a custom field id not a number": {"id": 1009, "custom_fields": {"birthday": "27/09/1990"}},
+    "a custom field value a number": {"id": 1009, "custom_fields": {"1": 27}},
+    "groups a string": {"id": 1009, "groups": "9,12"},
+    "groups an object": {"id": 1009, "groups": {"9": True}},
+    "a group not a number": {"id": 1009, "groups": [9, "twelve"]},
+    "a group twice": {"id": 1009, "groups": [9, 9]},
+    "a NUL in the name": {"id": 1009, "name": "a\x00b"},
+}
+
+
+@pytest.mark.parametrize("name", list(MALFORMED_EVENTS))
+def test_readme_lambda_handler_answers_every_malformed_event_and_sends_nothing(load_lambda_function, service, name):
+    function = load_lambda_function(service.url)
+    result = function.lambda_handler(MALFORMED_EVENTS[name], None)
+    assert set(result) == {"ok", "error", "code", "message"}
+    assert (result["ok"], result["error"], result["code"]) == (False, "ValidationError", None)
+    assert isinstance(result["message"], str) and result["message"]
+    json.dumps(result)  # Lambda must be able to serialise it
+    assert (service.connections, service.requests) == (0, [])
+
+
+def test_readme_lambda_handler_names_what_is_wrong_with_an_event(load_lambda_function, service):
+    handler = load_lambda_function(service.url).lambda_handler
+    assert handler(["not", "an", "object"], None)["message"] == "the event must be a JSON object, got list"
+    assert handler({"id": 1009, "nmae": "x"}, None)["message"].startswith("unknown keys in the event: nmae; known: ")
+    assert handler({"name": "x"}, None)["message"] == "the event has no id"
+    assert handler({"id": 1009, "custom_fields": []}, None)["message"].startswith("custom_fields must be an object")
+    assert "contact.custom_fields[0].id" in handler({"id": 1009, "custom_fields": {"x": "y"}}, None)["message"]
+    assert service.requests == []
+
+
+def test_readme_lambda_handler_treats_null_as_leave_it_and_takes_custom_fields_by_id(load_lambda_function, service):
+    handler = load_lambda_function(service.url).lambda_handler
+    result = handler({"id": "1009", "name": "Ayşe", "surname": None, "email": None, "gsm": None,
+                      "custom_fields": {"2": "yeni"}, "groups": None}, None)
+    assert result["ok"] is True and result["contact"]["surname"] == "Test User 2"
+    assert {"id": 2, "value": "yeni"} in result["contact"]["custom_fields"] and result["contact"]["groups"] == [9, 12]

@@ -2396,3 +2396,25 @@ def test_readme_lambda_handler_treats_null_as_leave_it_and_takes_custom_fields_b
                       "custom_fields": {"2": "yeni"}, "groups": None}, None)
     assert result["ok"] is True and result["contact"]["surname"] == "Test User 2"
     assert {"id": 2, "value": "yeni"} in result["contact"]["custom_fields"] and result["contact"]["groups"] == [9, 12]
+
+
+def test_the_readme_zip_recipe_ships_byte_code_that_a_read_only_task_folder_uses(tmp_path, service):
+    readme = (HERE / "README.md").read_text(encoding="utf-8")
+    [options] = re.findall(r"^  python3\.[0-9]+ -m compileall (.+) build  #", readme, re.MULTILINE)
+    assert "(cd build && zip -qr ../function.zip .)" in readme  # the zip keeps build/__pycache__/
+    task = tmp_path / "task"
+    task.mkdir()
+    shutil.copy(str(MODULE), str(task))
+    [handler] = [block for block in re.findall(r"```python\n(.*?)```", readme, re.DOTALL) if "def lambda_handler" in block]
+    (task / "lambda_function.py").write_text(handler, encoding="utf-8")
+    subprocess.run([sys.executable, "-m", "compileall", *options.split(), str(task)], check=True, timeout=60)
+    for source in task.glob("*.py"):  # unzipping gives the files other times than they were compiled with
+        os.utime(str(source), (946684800, 946684800))
+    env = dict(os.environ, ILETIMERKEZI_URL=service.url, **CREDENTIAL_ENV)
+    done = subprocess.run([sys.executable, "-S", "-B", "-v", "-c", "import lambda_function"], cwd=str(task), env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    tag = sys.implementation.cache_tag
+    for name in ("iletimerkezi_edit", "lambda_function"):
+        assert f"code object from '{task / '__pycache__' / f'{name}.{tag}.pyc'}'".encode() in done.stderr
+    assert service.requests == []

@@ -294,7 +294,7 @@ def _import_times(runs: int) -> Dict[str, float]:
 
 # What awslambdaric, the runtime interface client, has imported before it imports the handler's module
 # (its bootstrap, runtime client and marshaller): neither handler pays for these.
-RUNTIME_PRELOADS = "importlib, json, logging, traceback, decimal, concurrent.futures"
+RUNTIME_PRELOADS = "importlib, json, logging, traceback, datetime, decimal, concurrent.futures"
 
 # Run in a fresh interpreter in the task folder, as the runtime runs lambda_function.py; prints the seconds
 # of its three phases: the client library's import, the rest of the module code, the first invocation.

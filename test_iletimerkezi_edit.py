@@ -2112,7 +2112,7 @@ def test_cli_verbose_logs_each_attempt_without_the_hash():
         code, stdout, stderr = run_cli(["--id", "1009", "--name", "x", "--url", server.url, "-v"], CREDENTIAL_ENV)
     assert code == 1  # the echoing 400 is final
     [line] = stderr.splitlines()[:-1]
-    assert line.startswith(f"iletimerkezi-edit: POST {server.url}, contact 1009, attempt 1 of 3: HTTP 400, APIError 400")
+    assert line.startswith(f"iletimerkezi-edit: POST {server.url}, contact 1009, attempt 1 of 3: HTTP 400, APIError 400 (")
     assert "<" not in line  # no body with -v; -vv adds them (see the tests at the end)
     with FaultServer(answer(503, response_document(503), extra=RETRY_NOW), answer(200, SAMPLE_RESPONSE)) as server:
         code, stdout, stderr = run_cli(["--id", "1009", "--name", "x", "--url", server.url, "--verbose"], CREDENTIAL_ENV)
@@ -2262,7 +2262,8 @@ def test_the_attempt_line_names_the_network_error_but_quotes_no_answer(quick_bac
         ie.edit_contact(CREDS, ie.Contact(7, name="x"), url=server.url, retries=0)
     assert PERSONAL["email"] in str(caught.value)  # the caller's error keeps it
     refused, quoted = (record.getMessage() for record in caplog.records)
-    assert re.search(r"contact 7, attempt 1 of 1: no answer, TransportError \(ConnectionRefusedError: .+\) after", refused)
+    assert re.search(r"contact 7, attempt 1 of 1: no answer, TransportError \(ConnectionRefusedError: .+\) after",
+                     refused)
     assert re.search(r"contact 7, attempt 1 of 1: no answer, TransportError \(BadStatusLine\) after", quoted)
     assert personal_data_in(caplog.records) == []
 
@@ -2306,7 +2307,8 @@ def test_a_long_answer_is_cut_in_the_bodies_line_after_the_hash_is_redacted(capl
     with FaultServer(answer(502, page, "text/html")) as server, pytest.raises(ie.ResponseError):
         ie.edit_contact(CREDS, ie.Contact(1009, name="x"), url=server.url, retries=0)
     [line] = (record.getMessage() for record in caplog.records)
-    assert HASH[:8] not in line and "xREDA" in line and re.search(r"\.\.\. \([0-9]+ more characters\)'; ResponseError", line)
+    assert HASH[:8] not in line and "xREDA" in line
+    assert re.search(r"\.\.\. \([0-9]+ more characters\)'; ResponseError", line)
 
 
 def test_cli_v_logs_the_attempts_without_personal_data_and_vv_adds_the_bodies(service):
@@ -2405,7 +2407,7 @@ def test_the_readme_zip_recipe_ships_byte_code_that_a_read_only_task_folder_uses
     task = tmp_path / "task"
     task.mkdir()
     shutil.copy(str(MODULE), str(task))
-    [handler] = [block for block in re.findall(r"```python\n(.*?)```", readme, re.DOTALL) if "def lambda_handler" in block]
+    [handler] = [code for code in re.findall(r"```python\n(.*?)```", readme, re.DOTALL) if "def lambda_handler" in code]
     (task / "lambda_function.py").write_text(handler, encoding="utf-8")
     subprocess.run([sys.executable, "-m", "compileall", *options.split(), str(task)], check=True, timeout=60)
     for source in task.glob("*.py"):  # unzipping gives the files other times than they were compiled with
@@ -2418,3 +2420,13 @@ def test_the_readme_zip_recipe_ships_byte_code_that_a_read_only_task_folder_uses
     for name in ("iletimerkezi_edit", "lambda_function"):
         assert f"code object from '{task / '__pycache__' / f'{name}.{tag}.pyc'}'".encode() in done.stderr
     assert service.requests == []
+
+
+def test_the_readme_shows_the_attempt_line_as_it_is_logged(caplog, service):
+    readme = (HERE / "README.md").read_text(encoding="utf-8")
+    [shown] = re.findall(r"```text\n(POST https://api\.iletimerkezi\.com/.*)\n```", readme)
+    caplog.set_level(logging.DEBUG)
+    service.canned.append((503, response_document(503), "text/xml; charset=utf-8", RETRY_NOW))
+    ie.edit_contact(CREDS, personal_contact(), url=service.url)
+    logged = caplog.records[0].getMessage().replace(service.url, ie.API_URL)
+    assert re.sub(r"[0-9.]+ (s|ms)\b", r"N \1", logged) == re.sub(r"[0-9.]+ (s|ms)\b", r"N \1", shown)

@@ -48,6 +48,7 @@ from typing import (
 if TYPE_CHECKING:  # imported for real only when a call needs them, so that importing stays cheap
     import argparse
     import http.client
+    import random
     import socket
     import ssl
     import xml.etree.ElementTree as ET
@@ -133,6 +134,11 @@ _IDLE_LIMIT = 60.0
 
 _log = logging.getLogger("iletimerkezi_edit")
 _log.addHandler(logging.NullHandler())
+# Request and answer bodies hold personal data (names, phone numbers, e-mail addresses), so they go to a logger
+# of their own, which logs only once its own level is set to DEBUG: a level it inherits (a root logger at DEBUG,
+# as AWS Lambda sets it, or "iletimerkezi_edit" at DEBUG) never turns it on. See _bodies_wanted().
+_body_log = logging.getLogger("iletimerkezi_edit.bodies")
+_BODY_LOG_LIMIT = 4096  # characters of an answer body in one log line; real answers are under 2 KiB
 
 # English for every status code the provider documents for this call and its
 # siblings; the server's own message (Turkish) travels beside it.
@@ -167,7 +173,7 @@ _ACCEPTED_ENCODINGS = ("utf-8", "us-ascii")  # what an answer may declare; it is
 class IletiMerkeziError(Exception):
     """Base class of every error this module raises on purpose."""
 
-    _retry_after: Optional[float] = None  # seconds, when the answer that became this error said Retry-After
+    _answer: Optional[_Answer] = None  # the answer it was made from, until the retry loop has looked at it
 
 
 class ValidationError(IletiMerkeziError, ValueError):
@@ -707,6 +713,31 @@ class _Settings(NamedTuple):
     proxy_from_environment: bool
 
 
+class _Request:
+    """A request ready to send: head and body. ``repr`` shows what it is for, never its bytes (they hold the hash)."""
+
+    __slots__ = ("_body_length", "contact_id", "data")
+
+    def __init__(self, data: bytes, body_length: int, contact_id: int) -> None:
+        self.data = data
+        self._body_length = body_length
+        self.contact_id = contact_id
+
+    @classmethod
+    def of(cls, endpoint: _Endpoint, credentials: Credentials, contact: Contact, *, keep_alive: bool) -> _Request:
+        """The request that edits ``contact``; a bad value raises ``ValidationError`` before the hash is read."""
+        body = build_request(credentials, contact)
+        head = _request_head(endpoint, len(body), keep_alive=keep_alive)
+        return cls(head + body, len(body), _check_id(contact.id, "contact.id"))
+
+    @property
+    def body(self) -> bytes:
+        return self.data[-self._body_length :]
+
+    def __repr__(self) -> str:
+        return f"<request for contact {self.contact_id}: {len(self.data)} bytes>"
+
+
 class _Answer:
     """An HTTP answer as read; ``repr`` leaves out the body, which may echo the request and so the hash."""
 
@@ -746,18 +777,16 @@ def edit_contact(
     many edits, a ``Session`` saves a connection each.
     """
     settings = _check_settings(url, timeout, retries, ssl_context, proxy)
-    body = build_request(credentials, contact)
-    contact_id = _check_id(contact.id, "contact.id")
-    request = _request_head(settings.endpoint, len(body), keep_alive=False) + body
+    request = _Request.of(settings.endpoint, credentials, contact, keep_alive=False)
 
-    def exchange(deadline: float) -> Tuple[int, Response]:
+    def exchange(deadline: float) -> Tuple[_Answer, Response]:
         connection = _Connection(settings)
         try:
-            return _edit_on(connection, request, contact_id, deadline)
+            return _edit_on(connection, request, deadline)
         finally:
             connection.close()
 
-    return _send(exchange, settings, credentials.hash, body)
+    return _send(exchange, settings, credentials, request)
 
 
 class Session:
@@ -810,11 +839,8 @@ class Session:
     def edit_contact(self, contact: Contact) -> Response:
         """Send the edit and return the parsed answer: the rules, errors and retries of ``edit_contact()``."""
         self._check_open()
-        body = build_request(self._credentials, contact)
-        contact_id = _check_id(contact.id, "contact.id")
-        request = _request_head(self._settings.endpoint, len(body), keep_alive=True) + body
-        exchange = functools.partial(self._exchange, request, contact_id)
-        return _send(exchange, self._settings, self._credentials.hash, body)
+        request = _Request.of(self._settings.endpoint, self._credentials, contact, keep_alive=True)
+        return _send(functools.partial(self._exchange, request), self._settings, self._credentials, request)
 
     def edit_contacts(
         self, contacts: Iterable[Contact], workers: int = 1
@@ -849,7 +875,7 @@ class Session:
         if self._closed:
             raise ValidationError("the session is closed")
 
-    def _exchange(self, request: bytes, contact_id: int, deadline: float) -> Tuple[int, Response]:
+    def _exchange(self, request: _Request, deadline: float) -> Tuple[_Answer, Response]:
         now = time.time()
         with self._lock:
             connection = self._idle.pop() if self._idle else None
@@ -859,7 +885,7 @@ class Session:
         if connection is None:
             connection = _Connection(self._settings)
         try:
-            return _edit_on(connection, request, contact_id, deadline)
+            return _edit_on(connection, request, deadline)
         finally:
             self._put_back(connection)
 
@@ -891,44 +917,53 @@ class Session:
             connection.close()
 
 
-def _edit_on(connection: _Connection, request: bytes, contact_id: int, deadline: float) -> Tuple[int, Response]:
-    """One attempt on ``connection``: the HTTP status and the parsed answer, which must be about ``contact_id``."""
+def _edit_on(connection: _Connection, request: _Request, deadline: float) -> Tuple[_Answer, Response]:
+    """One attempt on ``connection``: the answer and what it says, which must be about the contact sent."""
     answer = connection.exchange(request, deadline)
     try:
         response = parse_response(answer.body, answer.status)
-        if response.contact is not None and response.contact.id != contact_id:
+        if response.contact is not None and response.contact.id != request.contact_id:
             raise ResponseError(
-                f"the response is about contact {response.contact.id}, not {contact_id}: "
+                f"the response is about contact {response.contact.id}, not {request.contact_id}: "
                 "the connection is out of step and is closed",
                 answer.status,
             )
     except IletiMerkeziError as error:
-        error._retry_after = answer.retry_after
+        error._answer = answer
         if isinstance(error, ResponseError):  # framing or content is off: nothing more is read from it
             connection.close()
         raise
-    return answer.status, response
+    return answer, response
 
 
-def _send(exchange: Callable[[float], Tuple[int, Response]], settings: _Settings, secret: str, body: bytes) -> Response:
-    """Run ``exchange(deadline)`` until it succeeds or fails for good, trying again as ``edit_contact`` documents."""
+def _send(
+    exchange: Callable[[float], Tuple[_Answer, Response]], settings: _Settings, credentials: Credentials,
+    request: _Request,
+) -> Response:
+    """Run ``exchange(deadline)`` until it succeeds or fails for good, trying again as ``edit_contact`` documents.
+
+    An error leaves with the hash taken out of it and the locals of the frames it passed through cleared:
+    this frame and its callers' hold the hash only inside objects whose ``repr`` hides it.
+    """
     endpoint, timeout, retries = settings.endpoint, settings.timeout, settings.retries
     attempt = 1
+    answer: Optional[_Answer]
     while True:
         started = time.monotonic()
         try:
-            status, response = exchange(started + timeout)
+            answer, response = exchange(started + timeout)
         except IletiMerkeziError as error:
-            _scrub(error, secret)
-            wait = _retry_wait(error, attempt, retries)
-            _log_attempt(endpoint, attempt, retries, started, getattr(error, "http_status", None), error, wait, body,
-                         secret)
+            answer, error._answer = error._answer, None
+            _scrub(error, credentials.hash)
+            _forget_locals(error)
+            wait = _retry_wait(error, answer, attempt, retries)
+            _log_attempt(endpoint, attempt, retries, started, answer, error, wait, request, credentials)
             if wait is None:
                 raise
             time.sleep(wait)
             attempt += 1
             continue
-        _log_attempt(endpoint, attempt, retries, started, status, None, None, body, secret)
+        _log_attempt(endpoint, attempt, retries, started, answer, None, None, request, credentials)
         return response
 
 
@@ -1126,7 +1161,7 @@ class _Connection:
         if sock is not None:
             sock.close()
 
-    def exchange(self, request: bytes, deadline: float) -> _Answer:
+    def exchange(self, request: _Request, deadline: float) -> _Answer:
         """Send ``request`` and read the answer, whatever its status, all before ``deadline``.
 
         An open connection the server has closed is replaced once, without
@@ -1192,13 +1227,13 @@ class _Connection:
         return False
         return False
 
-    def _round_trip(self, sock: socket.socket, request: bytes, deadline: float, *, reused: bool) -> _Answer:
+    def _round_trip(self, sock: socket.socket, request: _Request, deadline: float, *, reused: bool) -> _Answer:
         import socket
 
         source = _DeadlineSocket(sock, deadline)
         try:
             _set_deadline(sock, deadline)
-            sock.sendall(request)
+            sock.sendall(request.data)
             answer = _final_answer(source, "POST")
         except OSError as exc:  # includes RemoteDisconnected: closed before the status line
             if reused and not source.received and not isinstance(exc, socket.timeout):
@@ -1471,16 +1506,27 @@ if hasattr(os, "register_at_fork"):  # POSIX; Windows has no fork
 # -- retries, secrets, logging -----------------------------------------------
 
 
-def _retry_wait(error: IletiMerkeziError, attempt: int, retries: int) -> Optional[float]:
+def _retry_wait(error: IletiMerkeziError, answer: Optional[_Answer], attempt: int, retries: int) -> Optional[float]:
     """Seconds to wait before trying again, or ``None`` when ``error`` is final."""
     if attempt > retries or not _is_retryable(error):
         return None
-    if error._retry_after is not None:
-        return error._retry_after
+    if answer is not None and answer.retry_after is not None:
+        return answer.retry_after
+    ceiling = min(_BACKOFF_CAP, _BACKOFF_FIRST * 2 ** min(attempt - 1, 16))
+    return _jitter().uniform(ceiling / 2, ceiling)
+
+
+@functools.lru_cache(maxsize=1)
+def _jitter() -> random.Random:
+    """The random source of the waits: the operating system's (``os.urandom``), which has no state to share.
+
+    The ``random`` module's global generator is one state per process: processes forked from one parent, or
+    AWS Lambda SnapStart instances restored from one snapshot, would all draw the same "random" waits and
+    retry in lockstep. Whatever seeds it (a caller's ``random.seed()``) would set our waits, too.
+    """
     import random
 
-    ceiling = min(_BACKOFF_CAP, _BACKOFF_FIRST * 2 ** min(attempt - 1, 16))
-    return random.uniform(ceiling / 2, ceiling)
+    return random.SystemRandom()
 
 
 def _is_retryable(error: IletiMerkeziError) -> bool:
@@ -1542,24 +1588,57 @@ def _log_attempt(
     attempt: int,
     retries: int,
     started: float,
-    status: Optional[int],
+    answer: Optional[_Answer],
     error: Optional[IletiMerkeziError],
     wait: Optional[float],
-    body: bytes,
-    secret: str,
+    request: _Request,
+    credentials: Credentials,
 ) -> None:
-    if not _log.isEnabledFor(logging.DEBUG):
+    """Log one attempt: a line without personal data at DEBUG, and the bodies only if switched on by name.
+
+    The attempt line shows the URL, the contact's id, the HTTP status, the error's class (with the API's
+    code, or the network error), the time taken and the wait before the next try; never a byte of the
+    request or the answer besides. The bodies line (``iletimerkezi_edit.bodies``) adds the request, the
+    answer and the error's message, with the hash replaced.
+    """
+    attempts, bodies = _log.isEnabledFor(logging.DEBUG), _bodies_wanted()
+    if not attempts and not bodies:
         return
+    status = answer.status if answer is not None else getattr(error, "http_status", None)
     outcome = "no answer" if status is None else f"HTTP {status}"
     if error is not None:
-        outcome += f", {type(error).__name__}: {' '.join(str(error).split())}"
+        outcome += ", " + _error_summary(error)
     if wait is not None:
         outcome += f", trying again in {wait:.2f} s"
-    _log.debug(
-        "POST %s attempt %d of %d: %s after %d ms; request %r",
-        endpoint.url, attempt, retries + 1, outcome, (time.monotonic() - started) * 1000,
-        _redact(body.decode("utf-8"), secret),
-    )
+    where = f"POST {endpoint.url}, contact {request.contact_id}, attempt {attempt} of {retries + 1}"
+    elapsed = (time.monotonic() - started) * 1000
+    if attempts:
+        _log.debug("%s: %s after %d ms", where, outcome, elapsed)
+    if bodies:
+        received = "no answer" if answer is None else _redact(answer.body.decode("utf-8", "replace"), credentials.hash)
+        if len(received) > _BODY_LOG_LIMIT:
+            received = received[:_BODY_LOG_LIMIT] + f"... ({len(received) - _BODY_LOG_LIMIT} more characters)"
+        _body_log.debug(
+            "%s: request %r; answer %r%s", where, _redact(request.body.decode("utf-8"), credentials.hash), received,
+            "" if error is None else f"; {type(error).__name__}: {' '.join(str(error).split())}",
+        )
+
+
+def _bodies_wanted() -> bool:
+    """Whether ``iletimerkezi_edit.bodies`` was itself set to DEBUG (or lower): inheriting DEBUG is not enough."""
+    return _body_log.level != logging.NOTSET and _body_log.isEnabledFor(logging.DEBUG)
+
+
+def _error_summary(error: IletiMerkeziError) -> str:
+    """The error's class, with the API's code or the network error: never text taken from the answer."""
+    if isinstance(error, APIError):
+        return f"{type(error).__name__} {error.code} ({error.description})"
+    cause = error.__cause__
+    if isinstance(error, TransportError) and cause is not None:
+        # An OSError's text comes from the system (refused, reset, timed out, TLS); http.client's errors
+        # and ValueError can quote the answer's bytes, so only their class is shown.
+        return f"{type(error).__name__} ({type(cause).__name__}{f': {cause}' if isinstance(cause, OSError) else ''})"
+    return type(error).__name__
 
 
 # ---------------------------------------------------------------------------
@@ -1676,7 +1755,9 @@ def _argument_parser() -> argparse.ArgumentParser:
         "(default: https_proxy and no_proxy from the environment)",
     )
     parser.add_argument(
-        "-v", "--verbose", action="store_true", help="log each attempt to stderr (the hash is never shown)"
+        "-v", "--verbose", action="count", default=0,
+        help="log each attempt to stderr, without personal data; -vv adds the request and answer bodies "
+        "(the hash is never shown)",
     )
     parser.add_argument("--json", action="store_true", help="print the returned status and contact as JSON")
     parser.add_argument(
@@ -1727,20 +1808,24 @@ def _contact_from_args(args: argparse.Namespace) -> Contact:
 
 
 @contextlib.contextmanager
-def _logging_to_stderr(enabled: bool) -> Iterator[None]:
-    if not enabled:
+def _logging_to_stderr(verbosity: int) -> Iterator[None]:
+    """``-v``: the attempt lines; ``-vv``: the bodies too (personal data, so only when asked for twice)."""
+    if not verbosity:
         yield
         return
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("iletimerkezi-edit: %(message)s"))
-    level = _log.level
-    _log.addHandler(handler)
-    _log.setLevel(logging.DEBUG)
+    loggers = [_log] + ([_body_log] if verbosity > 1 else [])
+    levels = [logger.level for logger in loggers]
+    _log.addHandler(handler)  # the bodies logger's records reach it through propagation
+    for logger in loggers:
+        logger.setLevel(logging.DEBUG)
     try:
         yield
     finally:
         _log.removeHandler(handler)
-        _log.setLevel(level)
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 def _dry_run_request(contact: Contact) -> bytes:

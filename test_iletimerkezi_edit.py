@@ -1328,7 +1328,7 @@ def test_backoff_grows_exponentially_with_jitter_up_to_a_cap(monkeypatch, caplog
 
 def test_waits_are_jittered():
     # Clients that failed together should not all come back at the same moment.
-    waits = [ie._retry_wait(ie.TransportError("x"), 1, 2) for _ in range(1000)]
+    waits = [ie._retry_wait(ie.TransportError("x"), None, 1, 2) for _ in range(1000)]
     assert 0.25 <= min(waits) < 0.27 and 0.48 < max(waits) <= 0.5
 
 
@@ -1529,6 +1529,7 @@ def everything_a_user_sees(error, records):
                          ids=["from secret", "upper-case hash"])
 def test_no_failure_shows_the_secret_or_the_hash(quick_backoff, caplog, name, credentials, via):
     caplog.set_level(logging.DEBUG, logger="iletimerkezi_edit")
+    caplog.set_level(logging.DEBUG, logger="iletimerkezi_edit.bodies")  # the bodies too, switched on by name
     behaviours = SECRET_SCENARIOS[name]
     with contextlib.ExitStack() as stack:
         url = f"http://127.0.0.1:{unused_port()}{PATH}"
@@ -1538,9 +1539,9 @@ def test_no_failure_shows_the_secret_or_the_hash(quick_backoff, caplog, name, cr
             edit_once(via, credentials, ie.Contact(1009, name="x"), url=url, timeout=0.4, retries=1)
     seen = everything_a_user_sees(caught.value, caplog.records)
     assert SECRET not in seen and HASH not in seen
-    # Each attempt's line shows the request with the hash redacted (a session may add a line when it reconnects).
-    attempts = [record.getMessage().lower() for record in caplog.records if " attempt " in record.getMessage()]
-    assert attempts and all("<hash>redacted</hash>" in attempt for attempt in attempts)
+    # Each attempt's bodies line shows the request with the hash redacted.
+    bodies = [record.getMessage().lower() for record in caplog.records if record.name == "iletimerkezi_edit.bodies"]
+    assert bodies and all("<hash>redacted</hash>" in line for line in bodies)
     if name in ECHOED_IN_ERROR:  # the echo reached the error, and was redacted there
         assert "redacted" in str(caught.value).lower()
 
@@ -1551,12 +1552,11 @@ def test_each_attempt_logs_one_debug_line(caplog):
         ie.edit_contact(CREDS, ie.Contact(1009, name="Şule"), url=server.url)
     first, second = caplog.records
     assert {first.levelno, second.levelno, first.name} == {logging.DEBUG, "iletimerkezi_edit"}
-    assert re.match(rf"POST {re.escape(server.url)} attempt 1 of 3: HTTP 503, APIError: 503 .* "
-                    r"trying again in 0\.00 s after [0-9]+ ms; request '<\?xml", first.getMessage())
-    assert re.match(rf"POST {re.escape(server.url)} attempt 2 of 3: HTTP 200 after [0-9]+ ms; request", second.getMessage())
-    for record in (first, second):
-        assert "<key>test-key</key>" in record.getMessage() and "<name><![CDATA[Şule]]></name>" in record.getMessage()
-        assert "<hash>REDACTED</hash>" in record.getMessage() and "\n" not in record.getMessage()
+    assert re.fullmatch(rf"POST {re.escape(server.url)}, contact 1009, attempt 1 of 3: HTTP 503, APIError 503 \(.*\), "
+                        r"trying again in 0\.00 s after [0-9]+ ms", first.getMessage())
+    assert re.fullmatch(rf"POST {re.escape(server.url)}, contact 1009, attempt 2 of 3: HTTP 200 after [0-9]+ ms",
+                        second.getMessage())
+    # No body at this level: the request and answer go to iletimerkezi_edit.bodies (see the tests at the end).
 
 
 def test_the_logger_has_a_null_handler_and_is_silent_by_default():
@@ -2290,8 +2290,8 @@ def test_cli_verbose_logs_each_attempt_without_the_hash():
         code, stdout, stderr = run_cli(["--id", "1009", "--name", "x", "--url", server.url, "-v"], CREDENTIAL_ENV)
     assert code == 1  # the echoing 400 is final
     [line] = stderr.splitlines()[:-1]
-    assert line.startswith(f"iletimerkezi-edit: POST {server.url} attempt 1 of 3: HTTP 400")
-    assert line.count("<hash>REDACTED</hash>") == 2  # the echo in the message, and the request itself
+    assert line.startswith(f"iletimerkezi-edit: POST {server.url}, contact 1009, attempt 1 of 3: HTTP 400, APIError 400 (")
+    assert "<" not in line  # no body with -v; -vv adds them (see the tests at the end)
     with FaultServer(answer(503, response_document(503), extra=RETRY_NOW), answer(200, SAMPLE_RESPONSE)) as server:
         code, stdout, stderr = run_cli(["--id", "1009", "--name", "x", "--url", server.url, "--verbose"], CREDENTIAL_ENV)
     assert code == 0 and stdout.startswith("200 İşlem başarılı")
@@ -3574,3 +3574,234 @@ def test_nginx_own_html_5xx_page_is_a_response_error_and_tried_again(real_nginx,
     assert logged_attempts(caplog.records) == [f"attempt {number} of {tries}" for number in range(1, tries + 1)]
     assert eventually(lambda: len(since(before, real_nginx.answers(server))) == tries)
     assert [answered for _, _, answered, _ in since(before, real_nginx.answers(server))] == [status] * tries
+
+
+# ===========================================================================
+# Issue 13: AWS Lambda as it really runs. No personal data in default logs,
+# retry jitter from the operating system, every event answered by the README's
+# handler, byte code in the README's zip recipe.
+# ===========================================================================
+
+PERSONAL = {"name": "Şule Gizlioğlu", "surname": "Saklıdere", "email": "sule.saklidere@example.com",
+            "gsm": "+905331234567", "field": "doğum-27/09/1990"}
+
+
+def personal_contact():
+    return ie.Contact(1009, name=PERSONAL["name"], surname=PERSONAL["surname"], email=PERSONAL["email"],
+                      gsm=PERSONAL["gsm"], custom_fields=[ie.CustomField(1, PERSONAL["field"])], groups=[9, 12])
+
+
+def personal_data_in(records):
+    """The personal values that any record shows, in its message, its arguments or formatted."""
+    texts = [text for record in records
+             for text in (record.getMessage(), repr(record.args), logging.Formatter().format(record))]
+    return sorted({name for name, value in PERSONAL.items() for text in texts if value.lower() in text.lower()})
+
+
+@pytest.mark.parametrize("via", VIAS)
+def test_a_root_logger_at_debug_shows_each_attempt_but_no_personal_data(caplog, via, service):
+    # What AWS Lambda does when the function's log level is DEBUG: the root logger, and its handler, at DEBUG.
+    caplog.set_level(logging.DEBUG)
+    service.canned.append((503, response_document(503), "text/xml; charset=utf-8", RETRY_NOW))
+    response = edit_once(via, CREDS, personal_contact(), url=service.url)
+    assert response.contact.name == PERSONAL["name"]  # the answer, too, carried all of it
+    lines = [record.getMessage() for record in caplog.records]
+    assert [re.sub(r"[0-9]+ ms$", "N ms", line) for line in lines] == [
+        f"POST {service.url}, contact 1009, attempt 1 of 3: HTTP 503, APIError 503 ({ie._DESCRIPTIONS[503]}), "
+        "trying again in 0.00 s after N ms",
+        f"POST {service.url}, contact 1009, attempt 2 of 3: HTTP 200 after N ms",
+    ]
+    assert personal_data_in(caplog.records) == []
+    assert {record.name for record in caplog.records} == {"iletimerkezi_edit"}
+
+
+@pytest.mark.parametrize("name", [name for name in SECRET_SCENARIOS if name != "refused"])
+def test_whatever_the_server_answers_the_attempt_lines_hold_no_personal_data(quick_backoff, caplog, name):
+    # Servers that echo the request into a message, a status line or an HTML page, and every failure besides.
+    caplog.set_level(logging.DEBUG)
+    with FaultServer(*SECRET_SCENARIOS[name]) as server, pytest.raises(ie.IletiMerkeziError):
+        ie.edit_contact(CREDS, personal_contact(), url=server.url, timeout=0.4, retries=1)
+    attempts = [record for record in caplog.records if " attempt " in record.getMessage()]
+    assert len(attempts) == len(server.requests) and all("contact 1009" in r.getMessage() for r in attempts)
+    assert personal_data_in(caplog.records) == []
+
+
+def test_the_attempt_line_names_the_network_error_but_quotes_no_answer(quick_backoff, caplog):
+    caplog.set_level(logging.DEBUG)
+    with pytest.raises(ie.TransportError):
+        ie.edit_contact(CREDS, ie.Contact(7, name="x"), url=f"http://127.0.0.1:{unused_port()}{PATH}", retries=0)
+    def status_line_with_a_name(connection, server, request):  # http.client quotes it in its error
+        connection.sendall(f"HTTP/1.1 2OO {PERSONAL['email']}\r\n\r\n".encode())
+
+    with FaultServer(status_line_with_a_name) as server, pytest.raises(ie.TransportError) as caught:
+        ie.edit_contact(CREDS, ie.Contact(7, name="x"), url=server.url, retries=0)
+    assert PERSONAL["email"] in str(caught.value)  # the caller's error keeps it
+    refused, quoted = (record.getMessage() for record in caplog.records)
+    assert re.search(r"contact 7, attempt 1 of 1: no answer, TransportError \(ConnectionRefusedError: .+\) after",
+                     refused)
+    assert re.search(r"contact 7, attempt 1 of 1: no answer, TransportError \(BadStatusLine\) after", quoted)
+    assert personal_data_in(caplog.records) == []
+
+
+@pytest.mark.parametrize("inherited", ["root", "iletimerkezi_edit"])
+def test_the_bodies_are_logged_only_when_their_own_logger_is_set_to_debug(caplog, service, inherited):
+    caplog.set_level(logging.DEBUG, logger=None if inherited == "root" else inherited)
+    ie.edit_contact(CREDS, personal_contact(), url=service.url)
+    assert [record.name for record in caplog.records] == ["iletimerkezi_edit"]  # DEBUG inherited: no bodies
+    caplog.clear()
+    caplog.set_level(logging.DEBUG, logger="iletimerkezi_edit.bodies")  # the switch, on purpose and by name
+    ie.edit_contact(CREDS, personal_contact(), url=service.url)
+    [attempt] = [record for record in caplog.records if record.name == "iletimerkezi_edit"]
+    [bodies] = [record for record in caplog.records if record.name == "iletimerkezi_edit.bodies"]
+    assert bodies.levelno == logging.DEBUG and "\n" not in bodies.getMessage()
+    assert bodies.getMessage().startswith(f"POST {service.url}, contact 1009, attempt 1 of 3: request '<?xml")
+    assert "<key>test-key</key>" in bodies.getMessage() and "<hash>REDACTED</hash>" in bodies.getMessage()
+    assert "; answer '<?xml" in bodies.getMessage() and "İşlem başarılı" in bodies.getMessage()
+    assert personal_data_in([bodies]) == sorted(PERSONAL)  # in the request and in the answer
+    assert personal_data_in([attempt]) == []
+
+
+def test_with_only_the_bodies_switched_on_each_attempt_still_logs_its_bodies(caplog):
+    caplog.set_level(logging.DEBUG, logger="iletimerkezi_edit.bodies")  # the module's own logger stays at WARNING
+    logging.getLogger("iletimerkezi_edit").setLevel(logging.WARNING)
+    try:
+        with FaultServer(echo_in_html, answer(200, SAMPLE_RESPONSE)) as server:
+            ie.edit_contact(CREDS, ie.Contact(1009, name="Şule"), url=server.url)
+    finally:
+        logging.getLogger("iletimerkezi_edit").setLevel(logging.NOTSET)
+    first, second = (record.getMessage() for record in caplog.records)
+    assert "attempt 1 of 3" in first and "; answer '<html><pre>POST" in first
+    assert re.search(r"; ResponseError: .* \(HTTP 502\)$", first)
+    assert HASH not in first and first.count("<hash>REDACTED</hash>") == 2  # the request, and its echo in the answer
+    assert "attempt 2 of 3" in second and "; answer '<?xml" in second and "Error" not in second
+
+
+def test_a_long_answer_is_cut_in_the_bodies_line_after_the_hash_is_redacted(caplog):
+    caplog.set_level(logging.DEBUG, logger="iletimerkezi_edit.bodies")
+    page = b"<html>" + b"x" * (ie._BODY_LOG_LIMIT - 10) + HASH.encode() + b"y" * 5000 + b"</html>"
+    with FaultServer(answer(502, page, "text/html")) as server, pytest.raises(ie.ResponseError):
+        ie.edit_contact(CREDS, ie.Contact(1009, name="x"), url=server.url, retries=0)
+    [line] = (record.getMessage() for record in caplog.records)
+    assert HASH[:8] not in line and "xREDA" in line
+    assert re.search(r"\.\.\. \([0-9]+ more characters\)'; ResponseError", line)
+
+
+def test_cli_v_logs_the_attempts_without_personal_data_and_vv_adds_the_bodies(service):
+    args = ["--id", "1009", "--name", PERSONAL["name"], "--gsm", PERSONAL["gsm"], "--url", service.url]
+    code, _, stderr = run_cli(args + ["-v"], CREDENTIAL_ENV)
+    assert code == 0 and re.fullmatch(
+        rf"iletimerkezi-edit: POST {re.escape(service.url)}, contact 1009, attempt 1 of 3: HTTP 200 after [0-9]+ ms\n",
+        stderr)
+    code, _, stderr = run_cli(args + ["-vv"], CREDENTIAL_ENV)
+    attempt, bodies = stderr.splitlines()
+    assert code == 0 and attempt.endswith(" ms") and PERSONAL["gsm"] not in attempt
+    assert PERSONAL["name"] in bodies and PERSONAL["gsm"] in bodies and "<hash>REDACTED</hash>" in bodies
+    assert "-vv adds the request and answer bodies" in " ".join(run_cli(["--help"])[1].split())
+
+
+def test_retry_waits_neither_follow_nor_disturb_the_global_random_state():
+    # Processes forked from one parent, or Lambda SnapStart instances restored from one snapshot, share the
+    # state of the random module; waits drawn from it would be the same in each, and they would retry in step.
+    saved = random.getstate()
+    try:
+        draws = []
+        for _ in range(2):
+            random.seed(13)
+            state = random.getstate()
+            draws.append([ie._retry_wait(ie.TransportError("x"), None, 1, 2) for _ in range(8)])
+            assert random.getstate() == state  # nothing was drawn from it
+    finally:
+        random.setstate(saved)
+    assert draws[0] != draws[1]
+    assert all(0.25 <= wait <= 0.5 for wait in draws[0] + draws[1])
+    assert isinstance(ie._jitter(), random.SystemRandom)  # os.urandom: no state to share
+
+
+MALFORMED_EVENTS = {
+    "a list": ["not", "an", "object"],
+    "a string": "1009",
+    "null": None,
+    "a number": 1009,
+    "an empty object": {},
+    "no id": {"name": "Şule"},
+    "id null": {"id": None, "name": "Şule"},
+    "id a float": {"id": 1009.0, "name": "Şule"},
+    "id a bool": {"id": True, "name": "Şule"},
+    "id not digits": {"id": "10O9", "name": "Şule"},
+    "id zero": {"id": 0, "name": "Şule"},
+    "a misspelt key": {"id": 1009, "nmae": "Şule"},
+    "an unknown key": {"id": 1009, "name": "Şule", "phone": "+905331234567"},
+    "name a number": {"id": 1009, "name": 42},
+    "gsm a number": {"id": 1009, "gsm": 905331234567},
+    "email an object": {"id": 1009, "email": {"address": "a@b.co"}},
+    "custom_fields a list": {"id": 1009, "custom_fields": [{"id": 1, "value": "x"}]},
+    "custom_fields a string": {"id": 1009, "custom_fields": "1=x"},
+    "a custom field id not a number": {"id": 1009, "custom_fields": {"birthday": "27/09/1990"}},
+    "a custom field value a number": {"id": 1009, "custom_fields": {"1": 27}},
+    "groups a string": {"id": 1009, "groups": "9,12"},
+    "groups an object": {"id": 1009, "groups": {"9": True}},
+    "a group not a number": {"id": 1009, "groups": [9, "twelve"]},
+    "a group twice": {"id": 1009, "groups": [9, 9]},
+    "a NUL in the name": {"id": 1009, "name": "a\x00b"},
+}
+
+
+@pytest.mark.parametrize("name", list(MALFORMED_EVENTS))
+def test_readme_lambda_handler_answers_every_malformed_event_and_sends_nothing(load_lambda_function, service, name):
+    function = load_lambda_function(service.url)
+    result = function.lambda_handler(MALFORMED_EVENTS[name], None)
+    assert set(result) == {"ok", "error", "code", "message"}
+    assert (result["ok"], result["error"], result["code"]) == (False, "ValidationError", None)
+    assert isinstance(result["message"], str) and result["message"]
+    json.dumps(result)  # Lambda must be able to serialise it
+    assert (service.connections, service.requests) == (0, [])
+
+
+def test_readme_lambda_handler_names_what_is_wrong_with_an_event(load_lambda_function, service):
+    handler = load_lambda_function(service.url).lambda_handler
+    assert handler(["not", "an", "object"], None)["message"] == "the event must be a JSON object, got list"
+    assert handler({"id": 1009, "nmae": "x"}, None)["message"].startswith("unknown keys in the event: nmae; known: ")
+    assert handler({"name": "x"}, None)["message"] == "the event has no id"
+    assert handler({"id": 1009, "custom_fields": []}, None)["message"].startswith("custom_fields must be an object")
+    assert "contact.custom_fields[0].id" in handler({"id": 1009, "custom_fields": {"x": "y"}}, None)["message"]
+    assert service.requests == []
+
+
+def test_readme_lambda_handler_treats_null_as_leave_it_and_takes_custom_fields_by_id(load_lambda_function, service):
+    handler = load_lambda_function(service.url).lambda_handler
+    result = handler({"id": "1009", "name": "Ayşe", "surname": None, "email": None, "gsm": None,
+                      "custom_fields": {"2": "yeni"}, "groups": None}, None)
+    assert result["ok"] is True and result["contact"]["surname"] == "Test User 2"
+    assert {"id": 2, "value": "yeni"} in result["contact"]["custom_fields"] and result["contact"]["groups"] == [9, 12]
+
+
+def test_the_readme_zip_recipe_ships_byte_code_that_a_read_only_task_folder_uses(tmp_path, service):
+    readme = (HERE / "README.md").read_text(encoding="utf-8")
+    [options] = re.findall(r"^  python3\.[0-9]+ -m compileall (.+) build  #", readme, re.MULTILINE)
+    assert "(cd build && zip -qr ../function.zip .)" in readme  # the zip keeps build/__pycache__/
+    task = tmp_path / "task"
+    task.mkdir()
+    shutil.copy(str(MODULE), str(task))
+    [handler] = [code for code in re.findall(r"```python\n(.*?)```", readme, re.DOTALL) if "def lambda_handler" in code]
+    (task / "lambda_function.py").write_text(handler, encoding="utf-8")
+    subprocess.run([sys.executable, "-m", "compileall", *options.split(), str(task)], check=True, timeout=60)
+    for source in task.glob("*.py"):  # unzipping gives the files other times than they were compiled with
+        os.utime(str(source), (946684800, 946684800))
+    env = dict(os.environ, ILETIMERKEZI_URL=service.url, **CREDENTIAL_ENV)
+    done = subprocess.run([sys.executable, "-S", "-B", "-v", "-c", "import lambda_function"], cwd=str(task), env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    tag = sys.implementation.cache_tag
+    for name in ("iletimerkezi_edit", "lambda_function"):
+        assert f"code object from '{task / '__pycache__' / f'{name}.{tag}.pyc'}'".encode() in done.stderr
+    assert service.requests == []
+
+
+def test_the_readme_shows_the_attempt_line_as_it_is_logged(caplog, service):
+    readme = (HERE / "README.md").read_text(encoding="utf-8")
+    [shown] = re.findall(r"```text\n(POST https://api\.iletimerkezi\.com/.*)\n```", readme)
+    caplog.set_level(logging.DEBUG)
+    service.canned.append((503, response_document(503), "text/xml; charset=utf-8", RETRY_NOW))
+    ie.edit_contact(CREDS, personal_contact(), url=service.url)
+    logged = caplog.records[0].getMessage().replace(service.url, ie.API_URL)
+    assert re.sub(r"[0-9.]+ (s|ms)\b", r"N \1", logged) == re.sub(r"[0-9.]+ (s|ms)\b", r"N \1", shown)

@@ -1546,6 +1546,60 @@ def test_no_failure_shows_the_secret_or_the_hash(quick_backoff, caplog, name, cr
         assert "redacted" in str(caught.value).lower()
 
 
+def shown_with_locals(error):
+    """What Sentry, ``pytest --showlocals`` or Django's debug page can show of an error: its traceback and those
+    of every error chained to it, with the local variables of each frame."""
+    formatted = traceback.TracebackException(type(error), error, error.__traceback__, capture_locals=True).format()
+    return "".join(formatted).lower()
+
+
+FRAME_SCENARIOS = dict(
+    SECRET_SCENARIOS,
+    **{
+        "465": [answer(465, response_document(465))],
+        "json": [answer(200, GARBAGE["json"], "application/json")],
+        "bad input after credentials were made": "bad input",
+    },
+)
+
+
+@pytest.mark.parametrize("via", VIAS + ["bulk"])
+@pytest.mark.parametrize("name", list(FRAME_SCENARIOS))
+@pytest.mark.parametrize("credentials", [ie.Credentials.from_secret(KEY, SECRET), ie.Credentials(KEY, HASH.upper())],
+                         ids=["from secret", "upper-case hash"])
+def test_no_frame_of_any_failure_holds_the_secret_or_the_hash(quick_backoff, name, credentials, via):
+    scenario = FRAME_SCENARIOS[name]
+    contact = ie.Contact(1009, name="a\x00b" if scenario == "bad input" else "x")
+    with contextlib.ExitStack() as stack:
+        url = f"http://127.0.0.1:{unused_port()}{PATH}"
+        if scenario not in (None, "bad input"):
+            url = stack.enter_context(FaultServer(*scenario)).url
+        if via == "bulk":
+            with ie.Session(credentials, url=url, timeout=0.4, retries=1) as session:
+                [error] = session.edit_contacts([contact], workers=1)
+                [other] = session.edit_contacts([contact] * 2, workers=2)[1:]  # from a worker thread
+            assert isinstance(error, ie.IletiMerkeziError) and isinstance(other, ie.IletiMerkeziError)
+            errors = [error, other]
+        else:
+            with pytest.raises(ie.IletiMerkeziError) as caught:
+                edit_once(via, credentials, contact, url=url, timeout=0.4, retries=1)
+            errors = [caught.value]
+    for error in errors:
+        shown = shown_with_locals(error)
+        assert "frame" not in shown or "line" in shown  # the format is the one a debugger shows
+        assert SECRET not in shown and HASH not in shown, shown
+
+
+def test_credentials_from_a_bad_environment_leave_no_secret_in_frames(monkeypatch):
+    monkeypatch.setenv("ILETIMERKEZI_KEY", KEY)
+    monkeypatch.setenv("ILETIMERKEZI_SECRET", SECRET)
+    monkeypatch.setenv("ILETIMERKEZI_HASH", "0" * 64)  # does not match: from_env refuses after computing the hash
+    with pytest.raises(ie.ValidationError, match="does not match") as caught:
+        ie.Credentials.from_env()
+    shown = shown_with_locals(caught.value)
+    assert SECRET not in shown and HASH not in shown and "0" * 64 not in shown
+
+
 def test_each_attempt_logs_one_debug_line(caplog):
     caplog.set_level(logging.DEBUG, logger="iletimerkezi_edit")
     with FaultServer(answer(503, response_document(503), extra=RETRY_NOW), answer(200, SAMPLE_RESPONSE)) as server:

@@ -111,6 +111,8 @@ _READ_SIZE = 1 << 16
 _MAX_ID = 2**63 - 1
 _MAX_TIMEOUT = 86400.0  # a day; far beyond any real attempt, and within what every platform's timers hold
 _MAX_INTERIM_ANSWERS = 16  # 1xx answers skipped before the final one
+_MAX_DEPTH = 16  # elements nested in an answer; real ones nest five
+_MAX_ELEMENTS = 20_000  # elements in an answer; real ones have some dozens
 
 _ENV_KEY = "ILETIMERKEZI_KEY"
 _ENV_SECRET = "ILETIMERKEZI_SECRET"
@@ -566,14 +568,34 @@ def _parse_xml(body: bytes, http_status: Optional[int]) -> ET.Element:
                                 http_status)
 
     builder = ElementTree.TreeBuilder()
+    depth = elements = 0
+
+    def start(tag: str, attributes: Dict[str, str]) -> None:
+        # A real answer has some dozens of elements, five deep. A hostile megabyte of them 300,000 deep,
+        # or 260,000 side by side, would take the best part of a second to build and free.
+        nonlocal depth, elements
+        depth += 1
+        elements += 1
+        if depth > _MAX_DEPTH or elements > _MAX_ELEMENTS:
+            raise ResponseError(
+                f"the response has more than {_MAX_ELEMENTS} elements or nests them deeper than {_MAX_DEPTH}",
+                http_status,
+            )
+        builder.start(tag, attributes)
+
+    def end(tag: str) -> None:
+        nonlocal depth
+        depth -= 1
+        builder.end(tag)
+
     parser = expat.ParserCreate("utf-8")  # overrides any declared encoding
     parser.XmlDeclHandler = check_declaration
     parser.StartDoctypeDeclHandler = refuse_dtd  # before the internal subset: nothing is declared yet
     parser.EntityDeclHandler = refuse_dtd
     parser.UnparsedEntityDeclHandler = refuse_dtd
     parser.ExternalEntityRefHandler = refuse_dtd
-    parser.StartElementHandler = builder.start
-    parser.EndElementHandler = builder.end
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
     parser.CharacterDataHandler = builder.data
     parser.buffer_text = True
     try:

@@ -31,7 +31,9 @@ from typing import (
     TYPE_CHECKING,
     Any,
     Callable,
+    Deque,
     Dict,
+    Generic,
     Iterable,
     Iterator,
     List,
@@ -42,6 +44,7 @@ from typing import (
     Sequence,
     Set,
     Tuple,
+    TypeVar,
     Union,
 )
 
@@ -92,6 +95,7 @@ __all__ = [
     "Contact",
     "Status",
     "Response",
+    "Result",
     "sign",
     "build_request",
     "parse_response",
@@ -113,6 +117,7 @@ _MAX_TIMEOUT = 86400.0  # a day; far beyond any real attempt, and within what ev
 _MAX_INTERIM_ANSWERS = 16  # 1xx answers skipped before the final one
 _MAX_DEPTH = 16  # elements nested in an answer; real ones nest five
 _MAX_ELEMENTS = 20_000  # elements in an answer; real ones have some dozens
+_WINDOW_PER_WORKER = 4  # contacts a bulk run holds at once, per worker
 
 _ENV_KEY = "ILETIMERKEZI_KEY"
 _ENV_SECRET = "ILETIMERKEZI_SECRET"
@@ -309,6 +314,9 @@ class Response:
 
     status: Status
     contact: Optional[Contact]
+
+
+Result = Union[Response, IletiMerkeziError]  # what one edit of a bulk run ended with
 
 
 # ---------------------------------------------------------------------------
@@ -864,30 +872,36 @@ class Session:
         request = _Request.of(self._settings.endpoint, self._credentials, contact, keep_alive=True)
         return _send(functools.partial(self._exchange, request), self._settings, self._credentials, request)
 
-    def edit_contacts(
-        self, contacts: Iterable[Contact], workers: int = 1
-    ) -> List[Union[Response, IletiMerkeziError]]:
+    def edit_contacts(self, contacts: Iterable[Contact], workers: int = 1) -> List[Result]:
         """Edit each contact; return one result per contact, in input order.
 
         A result is the ``Response`` or the ``IletiMerkeziError`` that contact
         ended with (a bad contact gives its ``ValidationError``); one contact's
         failure never stops the others. ``workers`` > 1 edits that many at once,
-        each on its own connection. Bad ``contacts`` or ``workers`` raise
+        each on its own connection; edits of one contact id still go one after
+        another, in input order. Bad ``contacts`` or ``workers`` raise
         ``ValidationError`` before anything is sent.
+        """
+        return [result for _, result in self.iter_edit_contacts(contacts, workers)]
+
+    def iter_edit_contacts(self, contacts: Iterable[Contact], workers: int = 1) -> Iterator[Tuple[Contact, Result]]:
+        """Edit each contact as ``contacts`` is read; yield ``(contact, result)`` pairs in input order.
+
+        The streaming form of ``edit_contacts``, with its results and rules:
+        ``contacts`` is read lazily and at most a few times ``workers`` edits are
+        held at once, so memory stays flat however long the input. Edits of one
+        contact id (``"1009"`` and ``1009`` are one) are sent one after another,
+        in input order. Leaving the loop early, or closing the generator, sends
+        nothing new, lets the edits in flight finish and leaves no thread behind.
         """
         self._check_open()
         workers = _check_count(workers, "workers", 1)
         if isinstance(contacts, (Contact, str, bytes)) or not hasattr(contacts, "__iter__"):
             raise ValidationError(f"contacts must be an iterable of Contact, got {type(contacts).__name__}")
-        pending = list(contacts)
-        if workers == 1 or len(pending) < 2:
-            return [self._result_of(contact) for contact in pending]
-        from concurrent.futures import ThreadPoolExecutor
+        bulk: _Bulk[None] = _Bulk(self._result_of, workers, ordered=True)
+        return ((contact, result) for _, contact, result in bulk.run((None, contact) for contact in contacts))
 
-        with ThreadPoolExecutor(min(workers, len(pending)), thread_name_prefix="iletimerkezi_edit") as pool:
-            return list(pool.map(self._result_of, pending))
-
-    def _result_of(self, contact: Contact) -> Union[Response, IletiMerkeziError]:
+    def _result_of(self, contact: Contact) -> Result:
         try:
             return self.edit_contact(contact)
         except IletiMerkeziError as error:
@@ -937,6 +951,150 @@ class Session:
         idle, self._idle = self._idle, []
         for connection in idle:
             connection.close()
+
+
+Tag = TypeVar("Tag")
+
+
+class _Entry(Generic[Tag]):
+    """One contact of a bulk run, from the moment it is read until its result is handed out."""
+
+    __slots__ = ("contact", "failure", "key", "result", "tag")
+
+    def __init__(self, tag: Tag, contact: Contact) -> None:
+        self.tag = tag
+        self.contact = contact
+        self.key = _contact_key(contact)
+        self.result: Optional[Result] = None
+        self.failure: Optional[BaseException] = None  # a defect in a worker, raised in the caller's thread
+
+
+def _contact_key(contact: object) -> Optional[int]:
+    """The contact id that orders edits of one contact, or ``None`` for a contact that cannot be sent at all."""
+    if not isinstance(contact, Contact):
+        return None
+    try:
+        return _check_id(contact.id, "contact.id")
+    except ValidationError:
+        return None
+
+
+class _Bulk(Generic[Tag]):
+    """Runs ``edit(contact)`` over a stream of tagged contacts on up to ``workers`` threads.
+
+    Edits of one contact id run one after another in input order; the others run
+    side by side. At most ``_WINDOW_PER_WORKER * workers`` contacts are held at
+    once (read and not yet handed out), so the input is read only as fast as it
+    is edited. ``run`` yields ``(tag, contact, result)`` in input order when
+    ``ordered``, else as each edit ends. When ``run`` ends early (closed, or an
+    exception such as ``KeyboardInterrupt`` in the caller), nothing new is sent,
+    the edits in flight end, and their results are left in ``unreported``.
+    """
+
+    def __init__(self, edit: Callable[[Contact], Result], workers: int, *, ordered: bool) -> None:
+        self._edit = edit
+        self._workers = workers
+        self._ordered = ordered
+        self.unreported: List[Tuple[Tag, Contact, Result]] = []
+
+    def run(self, tagged: Iterable[Tuple[Tag, Contact]]) -> Iterator[Tuple[Tag, Contact, Result]]:
+        if self._workers == 1:  # in the caller's thread, one after another: order is kept by itself
+            for tag, contact in tagged:
+                yield tag, contact, self._edit(contact)
+            return
+        import collections
+        import queue
+
+        work: queue.SimpleQueue[Optional[_Entry[Tag]]] = queue.SimpleQueue()
+        finished: queue.SimpleQueue[_Entry[Tag]] = queue.SimpleQueue()
+        stopping = threading.Event()
+        threads: List[threading.Thread] = []
+        held: Deque[_Entry[Tag]] = collections.deque()  # read and not yet handed out, in input order
+        ready: Deque[_Entry[Tag]] = collections.deque()  # finished, in the order they finished
+        behind: Dict[int, Deque[_Entry[Tag]]] = {}  # contact id -> its edits waiting for the one in flight
+        source = iter(tagged)
+        exhausted = False
+
+        def work_on() -> None:
+            while True:
+                entry = work.get()
+                if entry is None:
+                    return
+                if not stopping.is_set():  # once stopping, what is queued is not sent
+                    try:
+                        entry.result = self._edit(entry.contact)
+                    except BaseException as exc:  # a defect or an interrupt: the caller's thread raises it
+                        entry.failure = exc
+                finished.put(entry)
+
+        def send(entry: _Entry[Tag]) -> None:
+            if len(threads) < self._workers:
+                thread = threading.Thread(target=work_on, name="iletimerkezi_edit-worker", daemon=True)
+                thread.start()
+                threads.append(thread)
+            work.put(entry)
+
+        def settle(entry: _Entry[Tag]) -> None:
+            if entry.failure is not None:
+                raise entry.failure
+            assert entry.key is not None
+            waiting = behind[entry.key]
+            if waiting:
+                send(waiting.popleft())
+            else:
+                del behind[entry.key]
+            ready.append(entry)
+
+        try:
+            while True:
+                while not exhausted and len(held) < _WINDOW_PER_WORKER * self._workers:
+                    try:
+                        tag, contact = next(source)
+                    except StopIteration:
+                        exhausted = True
+                        break
+                    entry = _Entry(tag, contact)
+                    held.append(entry)
+                    if entry.key is None:  # refused before anything is sent; nothing to order it with
+                        entry.result = self._edit(contact)
+                        ready.append(entry)
+                    elif entry.key in behind:
+                        behind[entry.key].append(entry)
+                    else:
+                        behind[entry.key] = collections.deque()
+                        send(entry)
+                handed = self._hand_out(held, ready)
+                if handed:
+                    yield from handed
+                elif not held:
+                    return
+                else:
+                    settle(finished.get())
+        finally:
+            stopping.set()
+            for _ in threads:
+                work.put(None)
+            for thread in threads:
+                thread.join()
+            while not finished.empty():
+                entry = finished.get()
+                if entry.result is not None:
+                    self.unreported.append((entry.tag, entry.contact, entry.result))
+
+    def _hand_out(self, held: Deque[_Entry[Tag]], ready: Deque[_Entry[Tag]]) -> List[Tuple[Tag, Contact, Result]]:
+        """Take the results that can be handed out now out of ``held``."""
+        handed: List[Tuple[Tag, Contact, Result]] = []
+        if self._ordered:
+            ready.clear()
+            while held and held[0].result is not None:
+                entry = held.popleft()
+                handed.append((entry.tag, entry.contact, entry.result))  # type: ignore[arg-type]
+        else:
+            while ready:
+                entry = ready.popleft()
+                held.remove(entry)
+                handed.append((entry.tag, entry.contact, entry.result))  # type: ignore[arg-type]
+        return handed
 
 
 def _edit_on(connection: _Connection, request: _Request, deadline: float) -> Tuple[_Answer, Response]:

@@ -242,7 +242,10 @@ class FakeService:
         ):
             return 401, None
         element = root.find("contact")
-        stored = self.contacts.get(int(element.findtext("id")))
+        contact_id = int(element.findtext("id"))
+        stored = self.contacts.get(contact_id)
+        if stored is None and contact_id in PEOPLE:  # the people of people(): copies of 1009 with ids of their own
+            stored = dict(self.contacts[1009], id=contact_id)
         if stored is None:
             return 465, None
         edited = dict(stored, fields=dict(stored["fields"]), groups=list(stored["groups"]))
@@ -1650,7 +1653,16 @@ def eventually(condition, seconds=5.0):
 
 
 def named(count, prefix="n"):
+    """Edits of one contact (1009): a bulk run sends them one after another, in input order."""
     return [ie.Contact(1009, name=f"{prefix}{number}") for number in range(count)]
+
+
+PEOPLE = range(5000, 6000)  # contact ids the fake service knows besides 1009
+
+
+def people(count, prefix="p"):
+    """Edits of ``count`` different contacts: a bulk run may send them side by side."""
+    return [ie.Contact(PEOPLE[number], name=f"{prefix}{number}") for number in range(count)]
 
 
 def test_a_session_sends_every_edit_on_one_kept_alive_connection(service):
@@ -1760,9 +1772,9 @@ def test_an_answer_that_says_connection_close_is_the_last_on_its_connection():
 
 def test_a_connection_idle_past_the_limit_is_not_reused(monkeypatch, service):
     monkeypatch.setattr(ie, "_IDLE_LIMIT", 0.05)
-    service.delays.update((contact.name, 0.02) for contact in named(8))  # so that the workers overlap
+    service.delays.update((contact.name, 0.02) for contact in people(8))  # so that the workers overlap
     with ie.Session(CREDS, url=service.url) as session:
-        session.edit_contacts(named(8), workers=4)
+        session.edit_contacts(people(8), workers=4)
         opened = service.connections
         assert opened > 1
         time.sleep(0.1)
@@ -1773,7 +1785,7 @@ def test_a_connection_idle_past_the_limit_is_not_reused(monkeypatch, service):
 
 
 def test_bulk_results_keep_input_order_whatever_order_answers_come_in(service):
-    contacts = named(12)
+    contacts = people(12)
     for number, contact in enumerate(contacts):
         service.delays[contact.name] = 0.005 * (12 - number)  # later contacts are answered sooner
     with ie.Session(CREDS, url=service.url) as session:
@@ -1811,7 +1823,7 @@ def test_each_contact_ends_in_its_own_result_and_one_failure_stops_nothing(quick
 
 
 def test_workers_edit_at_once_each_on_its_own_connection(service):
-    contacts = named(16)
+    contacts = people(16)
     for contact in contacts:
         service.delays[contact.name] = 0.05
     with ie.Session(CREDS, url=service.url) as session:
@@ -2955,7 +2967,7 @@ def test_slow_name_lookups_are_shared_and_threads_do_not_pile_up(monkeypatch, qu
     url = service.url.replace("127.0.0.1", "localhost")
     try:
         with ie.Session(CREDS, url=url, timeout=0.1, retries=2) as session:
-            results = session.edit_contacts(named(32), workers=16)
+            results = session.edit_contacts(people(32), workers=16)
             assert all(isinstance(result, ie.TransportError) and "looking up localhost timed out" in str(result)
                        for result in results)
             assert len(calls) == 1 and len(lookup_threads()) <= 1
@@ -2991,9 +3003,9 @@ def test_the_longest_timeout_is_accepted(service):
 
 
 def test_idle_connections_left_by_a_burst_are_closed_at_the_next_call(monkeypatch, service):
-    service.delays = {f"n{number}": 0.2 for number in range(4)}
+    service.delays = {f"p{number}": 0.2 for number in range(4)}
     with ie.Session(CREDS, url=service.url) as session:
-        session.edit_contacts(named(4), workers=4)
+        session.edit_contacts(people(4), workers=4)
         assert service.connections == 4 and service.closed == 0
         monkeypatch.setattr(ie, "_IDLE_LIMIT", 0.05)
         time.sleep(0.1)

@@ -1882,6 +1882,103 @@ def test_a_closed_session_refuses_calls_and_sends_nothing(service):
     assert eventually(lambda: service.closed == 1)
 
 
+def test_edits_of_one_contact_are_applied_in_input_order_whatever_the_workers(service):
+    rng = random.Random(7)
+    for run in range(5):
+        service.requests.clear()
+        versions = [ie.Contact(1009, name=f"v{number}") for number in range(8)]
+        service.delays.update((contact.name, rng.uniform(0, 0.02)) for contact in versions)
+        with ie.Session(CREDS, url=service.url) as session:
+            results = session.edit_contacts(versions, workers=8)
+        assert [result.contact.name for result in results] == [f"v{number}" for number in range(8)]
+        assert service.contacts[1009]["name"] == "v7"
+        sent = [ET.fromstring(body).findtext("contact/name") for _, _, body in service.requests]
+        assert sent == [f"v{number}" for number in range(8)]
+
+
+def test_one_contact_waits_for_its_own_earlier_edit_and_its_retries_while_others_run(service, quick_backoff):
+    service.canned.append((503, response_document(503), "text/xml; charset=utf-8", RETRY_NOW))  # the first try
+    contacts = [ie.Contact(1009, name="a1"), ie.Contact(PEOPLE[0], name="b1"), ie.Contact("1009", name="a2"),
+                ie.Contact(PEOPLE[1], name="c1"), ie.Contact(1009, name="a3")]
+    service.delays.update({"a1": 0.05, "b1": 0.05, "c1": 0.05})
+    with ie.Session(CREDS, url=service.url, retries=2) as session:
+        results = session.edit_contacts(contacts, workers=4)
+    assert [result.contact.name for result in results] == ["a1", "b1", "a2", "c1", "a3"]
+    sent = [ET.fromstring(body).findtext("contact/name") for _, _, body in service.requests]
+    ones = [name for name in sent if name.startswith("a")]
+    assert ones == ["a1", "a1", "a2", "a3"]  # "1009" and 1009 are one contact; the 503 was retried first
+    assert service.most_in_flight >= 2  # other contacts ran beside it
+    assert service.contacts[1009]["name"] == "a3"
+
+
+def test_iter_edit_contacts_reads_lazily_and_yields_in_input_order(service):
+    read = []
+
+    def source():
+        for contact in people(40):
+            read.append(contact)
+            yield contact
+
+    with ie.Session(CREDS, url=service.url) as session:
+        stream = session.iter_edit_contacts(source(), workers=2)
+        assert read == []  # nothing is read before the first result is asked for
+        first_contact, first_result = next(stream)
+        assert first_contact.name == "p0" and first_result.contact.name == "p0"
+        assert len(read) <= 4 * 2 + 1  # a bounded window, not the whole input
+        rest = list(stream)
+    assert [contact.name for contact, _ in rest] == [f"p{number}" for number in range(1, 40)]
+    assert all(result.contact.name == contact.name for contact, result in rest)
+
+
+def worker_threads():
+    return [thread for thread in threading.enumerate() if thread.name == "iletimerkezi_edit-worker"]
+
+
+@pytest.mark.parametrize("leave", ["break", "close"])
+def test_leaving_the_stream_early_sends_nothing_new_and_leaves_no_thread(service, leave):
+    service.delays.update((contact.name, 0.05) for contact in people(200))
+    with ie.Session(CREDS, url=service.url) as session:
+        stream = session.iter_edit_contacts(people(200), workers=4)
+        for number, (_, result) in enumerate(stream):
+            assert isinstance(result, ie.Response)
+            if number == 2:
+                break
+        if leave == "close":
+            stream.close()
+        else:
+            del stream  # what leaving a for loop over session.iter_edit_contacts(...) does
+        assert not worker_threads()  # in-flight edits ended before the stream let go
+        sent = len(service.requests)
+        time.sleep(0.2)
+        assert len(service.requests) == sent <= 3 + 4 * 4
+    assert sent < 200
+
+
+def test_iter_edit_contacts_checks_its_arguments_at_once(service):
+    with ie.Session(CREDS, url=service.url) as session:
+        for contacts, workers in ((people(2), 0), (people(2), True), (ie.Contact(1009), 1), ("1009", 1), (5, 1)):
+            with pytest.raises(ie.ValidationError):
+                session.iter_edit_contacts(contacts, workers=workers)  # not only when iterated
+    with pytest.raises(ie.ValidationError, match="closed"):
+        session.iter_edit_contacts(people(2))
+    assert service.requests == []
+
+
+def test_a_defect_in_a_worker_is_raised_in_the_caller_and_leaves_no_thread(service, monkeypatch):
+    original = ie.Session._result_of
+
+    def broken(self, contact):
+        if contact.name == "p3":
+            raise RuntimeError("a defect")
+        return original(self, contact)
+
+    monkeypatch.setattr(ie.Session, "_result_of", broken)
+    with ie.Session(CREDS, url=service.url) as session:
+        with pytest.raises(RuntimeError, match="a defect"):
+            session.edit_contacts(people(10), workers=3)
+    assert not worker_threads()
+
+
 def test_threads_sharing_a_session_each_get_their_own_answer(service):
     # Crossed answers are what sharing a connection unsafely would cause; every thread checks its own names.
     rng = random.Random(7)

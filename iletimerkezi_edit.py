@@ -961,7 +961,7 @@ class _Entry(Generic[Tag]):
 
     __slots__ = ("contact", "failure", "key", "result", "tag")
 
-    def __init__(self, tag: Tag, contact: Contact) -> None:
+    def __init__(self, tag: Tag, contact: Any) -> None:
         self.tag = tag
         self.contact = contact
         self.key = _contact_key(contact)
@@ -991,13 +991,13 @@ class _Bulk(Generic[Tag]):
     the edits in flight end, and their results are left in ``unreported``.
     """
 
-    def __init__(self, edit: Callable[[Contact], Result], workers: int, *, ordered: bool) -> None:
+    def __init__(self, edit: Callable[[Any], Result], workers: int, *, ordered: bool) -> None:
         self._edit = edit
         self._workers = workers
         self._ordered = ordered
-        self.unreported: List[Tuple[Tag, Contact, Result]] = []
+        self.unreported: List[Tuple[Tag, Any, Result]] = []
 
-    def run(self, tagged: Iterable[Tuple[Tag, Contact]]) -> Iterator[Tuple[Tag, Contact, Result]]:
+    def run(self, tagged: Iterable[Tuple[Tag, Any]]) -> Iterator[Tuple[Tag, Any, Result]]:
         if self._workers == 1:  # in the caller's thread, one after another: order is kept by itself
             for tag, contact in tagged:
                 yield tag, contact, self._edit(contact)
@@ -1081,9 +1081,9 @@ class _Bulk(Generic[Tag]):
                 if entry.result is not None:
                     self.unreported.append((entry.tag, entry.contact, entry.result))
 
-    def _hand_out(self, held: Deque[_Entry[Tag]], ready: Deque[_Entry[Tag]]) -> List[Tuple[Tag, Contact, Result]]:
+    def _hand_out(self, held: Deque[_Entry[Tag]], ready: Deque[_Entry[Tag]]) -> List[Tuple[Tag, Any, Result]]:
         """Take the results that can be handed out now out of ``held``."""
-        handed: List[Tuple[Tag, Contact, Result]] = []
+        handed: List[Tuple[Tag, Any, Result]] = []
         if self._ordered:
             ready.clear()
             while held and held[0].result is not None:
@@ -1860,6 +1860,11 @@ def _run(argv: Optional[Sequence[str]]) -> int:
         args = _argument_parser().parse_args(argv)
     except SystemExit as exc:  # argparse has already printed usage or help
         return exc.code if isinstance(exc.code, int) else _EXIT_USAGE
+    if args.input is not None:
+        return _run_bulk(args)
+    single = _single_contact_problem(args)
+    if single:
+        return _report(single + " (see --help)", _EXIT_USAGE)
     try:
         contact = _contact_from_args(args)
         if args.dry_run:
@@ -1884,6 +1889,318 @@ def _run(argv: Optional[Sequence[str]]) -> int:
     return _EXIT_OK
 
 
+# -- many contacts from a file ---------------------------------------------------
+
+_CSV_COLUMNS = ("id", "name", "surname", "email", "gsm", "groups")
+_JSONL_KEYS = ("id", "name", "surname", "email", "gsm", "custom_fields", "groups")
+_GROUP_SEPARATORS = re.compile(r"[\s,]+")
+_PROGRESS_EVERY = 0.25  # seconds between redraws of the progress line
+
+
+class _InputError(Exception):
+    """The input cannot be read at all, or the options are wrong: exit 2, before or instead of sending."""
+
+
+def _run_bulk(args: argparse.Namespace) -> int:
+    """``--input``: edit every record; one report line each; exit 0, 1, 2 or 130 as the README says."""
+    try:
+        plan = _BulkPlan(args)
+    except (_InputError, ValidationError) as exc:
+        return _report(str(exc), _EXIT_USAGE)
+    with plan, _logging_to_stderr(args.verbose):
+        return plan.run()
+
+
+class _BulkPlan:
+    """Everything ``--input`` needs, checked before the first edit is sent."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        used = [name for name in _SINGLE_ONLY if getattr(args, name) not in (None, False)]
+        if used:
+            raise _InputError(f"--{used[0].replace('_', '-')} does not go with --input (see --help)")
+        from_stdin = args.input == "-"
+        self.format = args.format or _format_of(args.input)
+        if not self.format:
+            raise _InputError("--format csv or --format jsonl is needed" + (
+                " with --input -" if from_stdin else f": {args.input!r} ends in neither .csv nor .jsonl/.ndjson"))
+        _check_settings(args.url, args.timeout, args.retries, None, args.proxy)
+        self.credentials = Credentials.from_env()
+        self.args = args
+        self.report_path: Optional[str] = args.report or (None if from_stdin else args.input + ".report.jsonl")
+        self.done: Set[int] = set()
+        if args.resume:
+            if self.report_path is None:
+                raise _InputError("--resume needs --report FILE when the input is stdin")
+            self.done = _lines_done(self.report_path)
+        elif self.report_path is not None and os.path.exists(self.report_path):
+            raise _InputError(f"report {self.report_path} exists: --resume to continue it, or remove it")
+        self.total: Optional[int] = None
+        self.show_progress = args.progress if args.progress is not None else _is_terminal(sys.stderr)
+        if self.show_progress and not from_stdin:
+            with _open_input(args.input) as counting:
+                self.total = sum(1 for _ in _records(counting, self.format))
+        self.input = _open_input(args.input)
+        try:
+            self.records = _records(self.input, self.format)  # a CSV header is read and checked here
+            self.report_file = sys.stderr if self.report_path is None else _open_report(self.report_path)
+        except BaseException:
+            self.input.close()
+            raise
+
+    def __enter__(self) -> _BulkPlan:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.report_file is not sys.stderr:
+            self.report_file.close()
+        if self.input is not sys.stdin:
+            self.input.close()
+
+    def run(self) -> int:
+        args = self.args
+        tally = _Tally(self.total, len(self.done), self.show_progress)
+        pending = ((line, record) for line, record in self.records if line not in self.done)
+        with Session(self.credentials, url=args.url, timeout=args.timeout, retries=args.retries,
+                     proxy=args.proxy) as session:
+
+            def edit(record: Union[Contact, ValidationError]) -> Result:
+                return record if isinstance(record, ValidationError) else session._result_of(record)
+
+            bulk: _Bulk[int] = _Bulk(edit, args.workers, ordered=False)
+            try:
+                for line, record, result in bulk.run(pending):
+                    self._write(line, record, result, tally)
+            except KeyboardInterrupt:
+                self._write_all(bulk.unreported, tally)
+                tally.finish()
+                return _report("interrupted; the report holds every edit that ended", _EXIT_INTERRUPTED)
+            except (UnicodeDecodeError, OSError, _InputError) as exc:
+                self._write_all(bulk.unreported, tally)
+                tally.finish()
+                return _report(f"cannot read the input any further: {exc}", _EXIT_USAGE)
+        tally.finish()
+        return _EXIT_OK if not tally.failed else _EXIT_API
+
+    def _write_all(self, results: List[Tuple[int, Any, Result]], tally: _Tally) -> None:
+        for line, record, result in sorted(results, key=lambda found: found[0]):
+            self._write(line, record, result, tally)
+
+    def _write(self, line: int, record: Union[Contact, ValidationError], result: Result, tally: _Tally) -> None:
+        import json
+
+        entry: Dict[str, Any] = {"line": line, "id": _record_id(record), "ok": isinstance(result, Response)}
+        if isinstance(result, IletiMerkeziError):
+            entry.update(error=type(result).__name__, code=getattr(result, "code", None),
+                         message=" ".join(str(result).split()))
+        # Each line is flushed as its edit ends: an interrupted run keeps the record of every confirmed edit.
+        self.report_file.write(json.dumps(entry, ensure_ascii=False) + "\n")
+        self.report_file.flush()
+        tally.add(result)
+
+
+def _format_of(path: str) -> str:
+    lowered = path.lower()
+    if lowered.endswith(".csv"):
+        return "csv"
+    return "jsonl" if lowered.endswith((".jsonl", ".ndjson")) else ""
+
+
+def _open_input(path: str) -> Any:
+    """The input as text: UTF-8, a BOM skipped, line ends kept for the CSV reader."""
+    if path == "-":
+        return io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig", newline="")
+    try:
+        return open(path, encoding="utf-8-sig", newline="")  # closed by _BulkPlan
+    except OSError as exc:
+        raise _InputError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _open_report(path: str) -> Any:
+    try:
+        report = open(path, "a+", encoding="utf-8")  # noqa: SIM115  # closed by _BulkPlan
+    except OSError as exc:
+        raise _InputError(f"cannot write the report {path}: {exc.strerror or exc}") from None
+    report.seek(0, os.SEEK_END)
+    if report.tell():
+        report.seek(report.tell() - 1)
+        if report.read(1) != "\n":  # a line cut short by a kill: the next one starts on a line of its own
+            report.write("\n")
+    return report
+
+
+def _lines_done(path: str) -> Set[int]:
+    """The input lines that an earlier run's report has as ``ok``; lines that do not parse are passed over."""
+    import json
+
+    done: Set[int] = set()
+    try:
+        with open(path, encoding="utf-8", errors="replace") as report:
+            for text in report:
+                with contextlib.suppress(ValueError):
+                    entry = json.loads(text)
+                    if isinstance(entry, dict) and entry.get("ok") is True and isinstance(entry.get("line"), int):
+                        done.add(entry["line"])
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise _InputError(f"cannot read the report {path}: {exc.strerror or exc}") from None
+    return done
+
+
+Record = Tuple[int, Union[Contact, ValidationError]]  # the line a record starts on, and what it says
+
+
+def _records(stream: Any, format: str) -> Iterator[Record]:
+    """Each record of ``stream``; a CSV header is read and checked before this returns."""
+    if format != "csv":
+        return _jsonl_records(stream)
+    import csv
+    import itertools
+
+    header_line = stream.readline()
+    counts = {delimiter: header_line.count(delimiter) for delimiter in (",", ";", "\t")}
+    delimiter = max(counts, key=counts.__getitem__) if any(counts.values()) else ","  # Excel in Turkish: ";"
+    reader = csv.reader(itertools.chain([header_line], stream), delimiter=delimiter)
+    return _csv_records(reader, _csv_columns(next(reader, [])))
+
+
+def _csv_records(reader: Any, columns: List[str]) -> Iterator[Record]:
+    read_to = reader.line_num
+    for row in reader:
+        line, read_to = read_to + 1, reader.line_num
+        if all(not cell.strip() for cell in row):
+            continue  # a blank line, or one of empty cells
+        if len(row) > len(columns):
+            yield line, ValidationError(f"line {line} has {len(row)} cells; the header names {len(columns)}")
+            continue
+        yield line, _csv_contact(dict(zip(columns, row)))
+
+
+def _csv_columns(header: List[str]) -> List[str]:
+    columns = [name.strip().lower() for name in header]
+    for name in columns:
+        known = name in _CSV_COLUMNS or (name.startswith("field:") and _ASCII_DIGITS.fullmatch(name[6:].strip()))
+        if not known:
+            raise _InputError(f"unknown column {name[:40]!r} in the CSV header; known: "
+                              f"{', '.join(_CSV_COLUMNS)} and field:ID")
+    if "id" not in columns:
+        raise _InputError("the CSV header has no id column")
+    repeated = sorted({name for name in columns if columns.count(name) > 1})
+    if repeated:
+        raise _InputError(f"column {repeated[0]!r} is named twice in the CSV header")
+    return columns
+
+
+def _csv_contact(cells: Dict[str, str]) -> Union[Contact, ValidationError]:
+    # A missing column or an empty cell leaves the value as it is; values go as written, ids trimmed.
+    def given(name: str) -> Optional[str]:
+        return cells.get(name) or None
+
+    groups: List[Any] = [group for group in _GROUP_SEPARATORS.split(cells.get("groups") or "") if group]
+    fields: List[Any] = [CustomField(name[6:].strip(), value) for name, value in cells.items()  # type: ignore[arg-type]
+                         if name.startswith("field:") and value]
+    checked_when_built: Any = (cells.get("id") or "").strip()  # digits in a string, as Contact takes them
+    return Contact(
+        checked_when_built, name=given("name"), surname=given("surname"), email=given("email"), gsm=given("gsm"),
+        custom_fields=fields or None,
+        groups=groups or None,
+    )
+
+
+def _jsonl_records(stream: Any) -> Iterator[Record]:
+    import json
+
+    for line, text in enumerate(stream, 1):
+        if not text.strip():
+            continue
+        try:
+            value = json.loads(text)
+        except ValueError as exc:
+            yield line, ValidationError(f"line {line} is not JSON: {exc}")
+            continue
+        yield line, _jsonl_contact(line, value)
+
+
+def _jsonl_contact(line: int, value: object) -> Union[Contact, ValidationError]:
+    if not isinstance(value, dict):
+        return ValidationError(f"line {line} is not a JSON object")
+    unknown = sorted(str(key) for key in value if key not in _JSONL_KEYS)
+    if unknown:
+        return ValidationError(f"line {line} has an unknown key {unknown[0][:40]!r}; known: {', '.join(_JSONL_KEYS)}")
+    fields = value.get("custom_fields")
+    if isinstance(fields, dict):
+        fields = [CustomField(key, field_value) for key, field_value in fields.items()]
+    elif fields == []:
+        fields = []
+    elif fields is not None:
+        return ValidationError(f"line {line}: custom_fields must be an object of id to value")
+    checked_when_built: Any = value.get("id")
+    return Contact(checked_when_built, name=value.get("name"), surname=value.get("surname"), email=value.get("email"),
+                   gsm=value.get("gsm"), custom_fields=fields, groups=value.get("groups"))
+
+
+def _record_id(record: Union[Contact, ValidationError]) -> Optional[Union[int, str]]:
+    if not isinstance(record, Contact):
+        return None
+    key = _contact_key(record)
+    return key if key is not None else (str(record.id)[:40] if record.id is not None else None)
+
+
+def _is_terminal(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+class _Tally:
+    """Counts for the summary, and the progress line while stderr is a terminal (or --progress)."""
+
+    def __init__(self, total: Optional[int], skipped: int, shown: bool) -> None:
+        self.total = None if total is None else total - skipped
+        self.skipped = skipped
+        self.shown = shown
+        self.done = self.succeeded = 0
+        self.failed: Dict[str, int] = {}
+        self.started = self.drawn = time.monotonic()
+        self.width = 0
+
+    def add(self, result: Result) -> None:
+        self.done += 1
+        if isinstance(result, Response):
+            self.succeeded += 1
+        else:
+            kind = type(result).__name__
+            self.failed[kind] = self.failed.get(kind, 0) + 1
+        now = time.monotonic()
+        if self.shown and now - self.drawn >= _PROGRESS_EVERY:
+            self.drawn = now
+            self._draw(now)
+
+    def _draw(self, now: float) -> None:
+        rate = self.done / max(now - self.started, 1e-9)
+        text = f"{self.done}" + ("" if self.total is None else f"/{self.total}") + f" records, {rate:.1f}/s"
+        text += f", {sum(self.failed.values())} failed"
+        if self.total is not None and rate > 0:
+            left = max(self.total - self.done, 0) / rate
+            text += f", {int(left // 60)} min {int(left % 60)} s left"
+        self.width = max(self.width, len(text))
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.write("\r" + text.ljust(self.width))
+            sys.stderr.flush()
+
+    def finish(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            if self.width:
+                sys.stderr.write("\r" + " " * self.width + "\r")
+        failed = sum(self.failed.values())
+        kinds = ", ".join(f"{count} {kind}" for kind, count in sorted(self.failed.items()))
+        summary = f"{self.done} records: {self.succeeded} succeeded, {failed} failed" + (f" ({kinds})" if kinds else "")
+        if self.skipped:
+            summary += f"; {self.skipped} skipped, already ok in the report"
+        _report(summary, _EXIT_OK)
+
+
 def _environment_secrets() -> List[str]:
     found = [value for value in (os.environ.get(_ENV_SECRET), os.environ.get(_ENV_HASH)) if value]
     with contextlib.suppress(Exception):
@@ -1904,7 +2221,7 @@ def _argument_parser() -> argparse.ArgumentParser:
         epilog=_CLI_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--id", required=True, type=_id_argument, help="the contact's id")
+    parser.add_argument("--id", type=_id_argument, help="the contact's id (or --input for many contacts)")
     parser.add_argument("--name", help="new name")
     parser.add_argument("--surname", help="new surname")
     parser.add_argument("--email", help="new e-mail address")
@@ -1944,8 +2261,41 @@ def _argument_parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true",
         help="print the request XML (hash replaced) and send nothing; needs no credentials",
     )
+    bulk = parser.add_argument_group("many contacts from a file (see the README's Bulk edits)")
+    bulk.add_argument("--input", metavar="FILE", help="edit every record of FILE (CSV or JSON Lines); - for stdin")
+    bulk.add_argument("--format", choices=("csv", "jsonl"), help="the input's format (default: from its extension)")
+    bulk.add_argument("--workers", type=_workers_argument, default=4, metavar="N", help="edits at once (default: 4)")
+    bulk.add_argument("--report", metavar="FILE",
+                      help="JSON Lines, one line per record (default: the input's name + .report.jsonl)")
+    bulk.add_argument("--resume", action="store_true", help="skip the records the report has as ok, and append to it")
+    progress = bulk.add_mutually_exclusive_group()
+    progress.add_argument("--progress", action="store_true", default=None, help="show progress on stderr")
+    progress.add_argument("--no-progress", action="store_false", dest="progress", help="never show progress")
     parser.add_argument("--version", action="version", version="%(prog)s " + __version__)
     return parser
+
+
+_SINGLE_ONLY = ("id", "name", "surname", "email", "gsm", "fields", "groups", "clear_fields", "clear_groups",
+                "json", "dry_run")
+_BULK_ONLY = ("format", "report", "resume", "progress")
+
+
+def _single_contact_problem(args: argparse.Namespace) -> str:
+    if args.id is None:
+        return "--id (one contact) or --input (many) is required"
+    used = [name for name in _BULK_ONLY if getattr(args, name) not in (None, False)]
+    if used or args.workers != 4:
+        return f"--{(used or ['workers'])[0]} goes with --input"
+    return ""
+
+
+def _workers_argument(text: str) -> int:
+    import argparse
+
+    try:
+        return _check_count(int(text) if _ASCII_DIGITS.fullmatch(text) else text[:40], "workers", 1)
+    except ValidationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _id_argument(text: str) -> int:

@@ -3980,3 +3980,211 @@ def test_the_readme_shows_the_attempt_line_as_it_is_logged(caplog, service):
     ie.edit_contact(CREDS, personal_contact(), url=service.url)
     logged = caplog.records[0].getMessage().replace(service.url, ie.API_URL)
     assert re.sub(r"[0-9.]+ (s|ms)\b", r"N \1", logged) == re.sub(r"[0-9.]+ (s|ms)\b", r"N \1", shown)
+
+
+# ---------------------------------------------------------------------------
+# Bulk edits from a file: iletimerkezi-edit --input
+# ---------------------------------------------------------------------------
+
+
+def report_of(path, cut=0):
+    """The report's lines; ``cut`` of them may be cut short (a run killed while writing one), no more."""
+    entries, unreadable = [], 0
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        try:
+            entries.append(json.loads(line))
+        except ValueError:
+            unreadable += 1
+    assert unreadable <= cut
+    return entries
+
+
+def sent_names(service):
+    return [ET.fromstring(body).findtext("contact/name") for _, _, body in service.requests]
+
+
+EXCEL_CSV = (  # as Excel writes it in a Turkish locale: BOM, semicolons, CRLF, quotes around what needs them
+    "\ufeffid;Name ; surname;GSM;groups;field:1;field:2\r\n"
+    "5000;Şule;\"Yılmaz; Öz\";+905051112233;9, 12;27/09/2024;\r\n"
+    "5001;\"Ali \"\"Veli\"\"\r\nİkinci satır\";;;;;cip\r\n"
+    "5002;;;;15;;\r\n"
+    ";;;;;;\r\n"
+    "abc;x;;;;;\r\n"
+    "5003;\"a\x01b\";;;;;\r\n"
+)
+
+
+def test_cli_edits_every_record_of_a_csv_as_excel_writes_it(service, tmp_path):
+    source = tmp_path / "kişiler.csv"
+    source.write_bytes(EXCEL_CSV.encode("utf-8"))
+    code, stdout, stderr = run_cli(["--input", str(source), "--url", service.url, "--workers", "3"], CREDENTIAL_ENV)
+    assert code == 1  # two bad records
+    assert stdout == ""
+    assert stderr.strip().endswith("5 records: 3 succeeded, 2 failed (2 ValidationError)")
+    report = sorted(report_of(str(source) + ".report.jsonl"), key=lambda entry: entry["line"])
+    assert [(entry["line"], entry["id"], entry["ok"]) for entry in report] == [
+        (2, 5000, True), (3, 5001, True), (5, 5002, True), (7, "abc", False), (8, 5003, False)]
+    assert report[3]["error"] == report[4]["error"] == "ValidationError" and "U+0001" in report[4]["message"]
+    first = ET.fromstring(next(body for _, _, body in service.requests if b"<id>5000</id>" in body))
+    assert first.findtext("contact/surname") == "Yılmaz; Öz" and first.findtext("contact/gsm") == "+905051112233"
+    assert [group.text for group in first.find("contact/groups")] == ["9", "12"]
+    assert [(field.findtext("id"), field.findtext("value")) for field in first.iter("custom_field")] == [
+        ("1", "27/09/2024")]
+    second = ET.fromstring(next(body for _, _, body in service.requests if b"<id>5001</id>" in body))
+    assert second.findtext("contact/name") == 'Ali "Veli"\r\nİkinci satır'  # sent exactly as written
+    assert second.find("contact/surname") is None and second.find("contact/groups") is None  # empty: left alone
+    third = ET.fromstring(next(body for _, _, body in service.requests if b"<id>5002</id>" in body))
+    assert third.find("contact/custom_fields") is None  # every field: cell empty, so no <custom_fields> at all
+    assert len(service.requests) == 3
+
+
+@pytest.mark.parametrize("delimiter", [",", "\t", ";"])
+def test_cli_csv_delimiter_is_read_from_the_header_and_lf_works(service, tmp_path, delimiter):
+    source = tmp_path / "people.csv"
+    rows = [["ID", "name", "field:3"], ["5000", "a, b; c\td", "x"], ["5001", "e", ""]]
+    import csv
+
+    with source.open("w", encoding="utf-8", newline="") as handle:
+        csv.writer(handle, delimiter=delimiter, lineterminator="\n").writerows(rows)
+    code, _, _ = run_cli(["--input", str(source), "--url", service.url], CREDENTIAL_ENV)
+    assert code == 0
+    assert sorted(sent_names(service)) == ["a, b; c\td", "e"]
+
+
+def test_cli_edits_json_lines(service, tmp_path):
+    source = tmp_path / "people.ndjson"
+    source.write_text("\n".join([
+        json.dumps({"id": 5000, "name": "Şule", "groups": [9, 12], "custom_fields": {"1": "x"}}, ensure_ascii=False),
+        "",
+        json.dumps({"id": "5001", "surname": "", "groups": [], "custom_fields": {}}),
+        json.dumps({"id": 5002, "name": None, "email": "a@b.co"}),
+        "[1, 2]",
+        json.dumps({"id": 5003, "nam": "typo"}),
+        "{not json",
+        json.dumps({"id": 5004, "custom_fields": [{"id": 1, "value": "x"}]}),
+    ]) + "\n", encoding="utf-8")
+    code, _, stderr = run_cli(["--input", str(source), "--url", service.url], CREDENTIAL_ENV)
+    assert code == 1 and "7 records: 3 succeeded, 4 failed (4 ValidationError)" in stderr
+    report = {entry["line"]: entry for entry in report_of(str(source) + ".report.jsonl")}
+    assert sorted(report) == [1, 3, 4, 5, 6, 7, 8]
+    assert [line for line, entry in sorted(report.items()) if entry["ok"]] == [1, 3, 4]
+    assert "unknown key 'nam'" in report[6]["message"] and "not JSON" in report[7]["message"]
+    cleared = ET.fromstring(next(body for _, _, body in service.requests if b"<id>5001</id>" in body))
+    assert cleared.findtext("contact/surname") == "" and len(cleared.find("contact/groups")) == 0
+    assert len(cleared.find("contact/custom_fields")) == 0
+    assert ET.fromstring(next(body for _, _, body in service.requests if b"<id>5002</id>" in body)).find(
+        "contact/name") is None
+
+
+@pytest.mark.parametrize(
+    "args, header, message",
+    [
+        (["--input", "-"], "id,name", "--format csv or --format jsonl is needed"),
+        (["--input", "{path}", "--name", "x"], "id,name", "--name does not go with --input"),
+        (["--input", "{path}"], "id,name,e-posta", "unknown column 'e-posta'"),
+        (["--input", "{path}"], "name,gsm", "no id column"),
+        (["--input", "{path}"], "id,name,Name", "named twice"),
+        (["--input", "{path}.missing", "--format", "csv"], "id", "cannot read"),
+        (["--input", "{path}", "--workers", "0"], "id", "workers must be"),
+        (["--input", "{path}", "--proxy", "ftp://h:1"], "id", "proxy must start with http://"),
+        (["--id", "1009", "--workers", "2"], "id", "--workers goes with --input"),
+        ([], "id", "--id (one contact) or --input (many) is required"),
+    ],
+)
+def test_cli_bulk_usage_and_unreadable_input_exit_2_before_anything_is_sent(service, tmp_path, args, header, message):
+    source = tmp_path / "in.csv"
+    source.write_text(header + "\n5000,x\n", encoding="utf-8")
+    args = [arg.replace("{path}", str(source)) for arg in args]
+    code, _, stderr = run_cli(args + ["--url", service.url], CREDENTIAL_ENV)
+    assert code == 2 and message in stderr, stderr
+    assert service.requests == []
+
+
+def test_cli_reads_stdin_and_reports_to_stderr(service):
+    records = "id,name\n5000,a\n5001,b\n"
+    env = dict({name: value for name, value in os.environ.items() if not name.startswith("ILETIMERKEZI_")},
+               **CREDENTIAL_ENV)
+    done = subprocess.run([sys.executable, str(MODULE), "--input", "-", "--format", "csv", "--url", service.url],
+                          input=records.encode(), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+    assert done.returncode == 0
+    lines = done.stderr.decode().splitlines()
+    assert sorted(json.loads(line)["line"] for line in lines if line.startswith("{")) == [2, 3]
+    assert lines[-1] == "iletimerkezi-edit: 2 records: 2 succeeded, 0 failed"
+
+
+def test_cli_refuses_to_overwrite_a_report_and_resume_skips_what_was_ok(service, tmp_path):
+    source = tmp_path / "in.csv"
+    source.write_text("id,name\n" + "".join(f"{PEOPLE[n]},r{n}\n" for n in range(6)), encoding="utf-8")
+    report = Path(str(source) + ".report.jsonl")
+    # An earlier run confirmed lines 2 and 4, failed line 3, and was killed while writing a line.
+    report.write_text('{"line": 2, "id": 5000, "ok": true}\n{"line": 3, "id": 5001, "ok": false, "error": "Transp'
+                      'ortError"}\n{"line": 4, "id": 5002, "ok": true}\n{"line": 5, "id"', encoding="utf-8")
+    code, _, stderr = run_cli(["--input", str(source), "--url", service.url], CREDENTIAL_ENV)
+    assert code == 2 and "--resume" in stderr and service.requests == []
+    code, _, stderr = run_cli(["--input", str(source), "--url", service.url, "--resume"], CREDENTIAL_ENV)
+    assert code == 0 and "4 records: 4 succeeded, 0 failed; 2 skipped, already ok in the report" in stderr
+    assert sorted(sent_names(service)) == ["r1", "r3", "r4", "r5"]
+    oks = collections.Counter(entry["line"] for entry in report_of(report, cut=1) if entry.get("ok") is True)
+    assert oks == {line: 1 for line in range(2, 8)}
+
+
+def test_cli_killed_then_resumed_edits_every_record_once(service, tmp_path):
+    import signal
+
+    count = 60
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps({"id": PEOPLE[n], "name": f"r{n}"}) + "\n" for n in range(count)))
+    service.delays.update((f"r{n}", 0.02) for n in range(count))
+    report = Path(str(source) + ".report.jsonl")
+    env = dict({name: value for name, value in os.environ.items() if not name.startswith("ILETIMERKEZI_")},
+               **CREDENTIAL_ENV)
+    command = [sys.executable, str(MODULE), "--input", str(source), "--url", service.url, "--workers", "4"]
+    child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert eventually(lambda: report.exists() and len(report.read_text().splitlines()) >= 10, seconds=30)
+    child.send_signal(signal.SIGKILL)
+    child.communicate(timeout=30)
+    first_run = collections.Counter(sent_names(service))
+    confirmed = {entry["line"] for entry in report_of(report, cut=1) if entry["ok"]}
+    assert 10 <= len(confirmed) < count
+    code, _, _ = run_cli(command[2:] + ["--resume"], CREDENTIAL_ENV)
+    assert code == 0
+    oks = collections.Counter(entry["line"] for entry in report_of(report, cut=1) if entry.get("ok") is True)
+    assert oks == {line: 1 for line in range(1, count + 1)}
+    second_run = collections.Counter(sent_names(service)) - first_run
+    assert not any(f"r{line - 1}" in second_run for line in confirmed)  # nothing reported ok was sent again
+    assert set(second_run) | set(first_run) == {f"r{n}" for n in range(count)}
+
+
+def test_cli_interrupted_finishes_in_flight_edits_flushes_the_report_and_exits_130(service, tmp_path):
+    import signal
+
+    count = 200
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps({"id": PEOPLE[n], "name": f"r{n}"}) + "\n" for n in range(count)))
+    service.delays.update((f"r{n}", 0.1) for n in range(count))
+    report = Path(str(source) + ".report.jsonl")
+    env = dict({name: value for name, value in os.environ.items() if not name.startswith("ILETIMERKEZI_")},
+               **CREDENTIAL_ENV)
+    child = subprocess.Popen([sys.executable, str(MODULE), "--input", str(source), "--url", service.url,
+                              "--workers", "4"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert eventually(lambda: report.exists() and len(report.read_text().splitlines()) >= 4, seconds=30)
+    child.send_signal(signal.SIGINT)
+    _, stderr = child.communicate(timeout=30)
+    assert child.returncode == 130 and b"Traceback" not in stderr
+    assert b"interrupted" in stderr
+    answered = len(service.requests)
+    lines = report_of(report)
+    assert len(lines) == answered < count  # every edit that was sent has its line
+    assert all(entry["ok"] for entry in lines)
+
+
+def test_cli_progress_only_on_a_terminal_or_when_asked(service, tmp_path):
+    source = tmp_path / "in.csv"
+    source.write_text("id,name\n" + "".join(f"{PEOPLE[n]},r{n}\n" for n in range(30)), encoding="utf-8")
+    service.delays.update((f"r{n}", 0.03) for n in range(30))
+    code, _, quiet = run_cli(["--input", str(source), "--url", service.url, "--workers", "1"], CREDENTIAL_ENV)
+    assert code == 0 and "\r" not in quiet and quiet.count("\n") == 1  # stderr is a pipe here: the summary only
+    code, _, shown = run_cli(["--input", str(source), "--url", service.url, "--workers", "1", "--progress",
+                              "--report", str(tmp_path / "second.jsonl")], CREDENTIAL_ENV)
+    assert code == 0 and re.search(r"\r[0-9]+/30 records, [0-9.]+/s, 0 failed, [0-9]+ min [0-9]+ s left", shown)
+    assert shown.rstrip().endswith("30 records: 30 succeeded, 0 failed")

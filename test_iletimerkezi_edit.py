@@ -558,8 +558,8 @@ assert "ssl" not in sys.modules, "ssl loaded at import"
 resolved = 0
 for name in ie.__all__:
     value = getattr(ie, name)
-    if not callable(value):
-        continue
+    if not (inspect.isfunction(value) or inspect.isclass(value)):
+        continue  # constants, and the type alias Result
     targets = [value]
     if inspect.isclass(value):
         targets += [member for _, member in inspect.getmembers(value, inspect.isfunction)]

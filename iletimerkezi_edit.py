@@ -33,6 +33,7 @@ from typing import (
     Callable,
     Deque,
     Dict,
+    Generator,
     Generic,
     Iterable,
     Iterator,
@@ -997,7 +998,7 @@ class _Bulk(Generic[Tag]):
         self._ordered = ordered
         self.unreported: List[Tuple[Tag, Any, Result]] = []
 
-    def run(self, tagged: Iterable[Tuple[Tag, Any]]) -> Iterator[Tuple[Tag, Any, Result]]:
+    def run(self, tagged: Iterable[Tuple[Tag, Any]]) -> Generator[Tuple[Tag, Any, Result], None, None]:
         if self._workers == 1:  # in the caller's thread, one after another: order is kept by itself
             for tag, contact in tagged:
                 yield tag, contact, self._edit(contact)
@@ -1967,14 +1968,17 @@ class _BulkPlan:
                 return record if isinstance(record, ValidationError) else session._result_of(record)
 
             bulk: _Bulk[int] = _Bulk(edit, args.workers, ordered=False)
+            results = bulk.run(pending)
             try:
-                for line, record, result in bulk.run(pending):
+                for line, record, result in results:
                     self._write(line, record, result, tally)
             except KeyboardInterrupt:
+                results.close()  # if it came while a line was written: the edits in flight end, then are reported
                 self._write_all(bulk.unreported, tally)
                 tally.finish()
                 return _report("interrupted; the report holds every edit that ended", _EXIT_INTERRUPTED)
-            except (UnicodeDecodeError, OSError, _InputError) as exc:
+            except (OSError, _InputError) as exc:
+                results.close()
                 self._write_all(bulk.unreported, tally)
                 tally.finish()
                 return _report(f"cannot read the input any further: {exc}", _EXIT_USAGE)
@@ -2057,7 +2061,10 @@ def _records(stream: Any, format: str) -> Iterator[Record]:
     import csv
     import itertools
 
-    header_line = stream.readline()
+    try:
+        header_line = stream.readline()
+    except UnicodeDecodeError as exc:
+        raise _InputError(f"the input is not UTF-8: {exc}") from None
     counts = {delimiter: header_line.count(delimiter) for delimiter in (",", ";", "\t")}
     delimiter = max(counts, key=counts.__getitem__) if any(counts.values()) else ","  # Excel in Turkish: ";"
     reader = csv.reader(itertools.chain([header_line], stream), delimiter=delimiter)
@@ -2065,8 +2072,18 @@ def _records(stream: Any, format: str) -> Iterator[Record]:
 
 
 def _csv_records(reader: Any, columns: List[str]) -> Iterator[Record]:
+    import csv
+
     read_to = reader.line_num
-    for row in reader:
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except UnicodeDecodeError as exc:
+            raise _InputError(f"the input is not UTF-8 (line {read_to + 1} or soon after): {exc}") from None
+        except csv.Error as exc:  # the reader cannot go on past such a line
+            raise _InputError(f"line {read_to + 1} cannot be read as CSV: {exc}") from None
         line, read_to = read_to + 1, reader.line_num
         if all(not cell.strip() for cell in row):
             continue  # a blank line, or one of empty cells
@@ -2110,7 +2127,15 @@ def _csv_contact(cells: Dict[str, str]) -> Union[Contact, ValidationError]:
 def _jsonl_records(stream: Any) -> Iterator[Record]:
     import json
 
-    for line, text in enumerate(stream, 1):
+    line = 0
+    while True:
+        try:
+            text = stream.readline()
+        except UnicodeDecodeError as exc:
+            raise _InputError(f"the input is not UTF-8 (line {line + 1} or soon after): {exc}") from None
+        if not text:
+            return
+        line += 1
         if not text.strip():
             continue
         try:

@@ -4188,3 +4188,13 @@ def test_cli_progress_only_on_a_terminal_or_when_asked(service, tmp_path):
                               "--report", str(tmp_path / "second.jsonl")], CREDENTIAL_ENV)
     assert code == 0 and re.search(r"\r[0-9]+/30 records, [0-9.]+/s, 0 failed, [0-9]+ min [0-9]+ s left", shown)
     assert shown.rstrip().endswith("30 records: 30 succeeded, 0 failed")
+
+
+def test_cli_input_that_is_not_utf8_exits_2_and_reports_what_ended(service, tmp_path):
+    source = tmp_path / "in.csv"
+    good = "".join(f"{PEOPLE[n]},r{n}\n" for n in range(3))
+    source.write_bytes(b"id,name\n" + good.encode() + b"x" * 9000 + b"\n5999,\xff\xfe\n")  # the bad bytes come late
+    code, _, stderr = run_cli(["--input", str(source), "--url", service.url, "--workers", "1"], CREDENTIAL_ENV)
+    assert code == 2 and "not UTF-8" in stderr
+    lines = [entry["line"] for entry in report_of(str(source) + ".report.jsonl")]
+    assert sorted(sent_names(service)) == ["r0", "r1", "r2"] and sorted(lines)[:3] == [2, 3, 4]

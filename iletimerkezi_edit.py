@@ -327,8 +327,8 @@ Result = Union[Response, IletiMerkeziError]  # what one edit of a bulk run ended
 
 def sign(key: str, secret: str) -> str:
     """Return the request hash: lowercase hex HMAC-SHA256 of ``key`` under ``secret``, both UTF-8."""
-    _check_str(key, "key", allow_empty=False)
-    _check_str(secret, "secret", allow_empty=False)
+    _check_utf8(_check_str(key, "key", allow_empty=False), "key")
+    _check_utf8(_check_str(secret, "secret", allow_empty=False), "secret")
     import hashlib
     import hmac
 
@@ -378,6 +378,8 @@ def _read_credentials(env: Mapping[str, str]) -> Tuple[str, str]:
         raise ValidationError(f"environment variable {_ENV_KEY} is not set")
     _check_key(key, _ENV_KEY)
     secret = env.get(_ENV_SECRET)
+    if secret:
+        _check_utf8(secret, _ENV_SECRET)
     given_hash = env.get(_ENV_HASH)
     if given_hash:
         _check_hash(given_hash, _ENV_HASH)
@@ -405,6 +407,17 @@ def _check_str(value: object, where: str, *, allow_empty: bool = True) -> str:
     if not value and not allow_empty:
         raise ValidationError(f"{where} must not be empty")
     return value
+
+
+def _check_utf8(text: str, where: str) -> str:
+    # Never echo the value: it may be the secret.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError(
+            f"{where} cannot be encoded as UTF-8: was it set from bytes in another encoding (such as cp1254)?"
+        ) from None
+    return text
 
 
 def _check_text(value: object, where: str) -> str:
@@ -438,19 +451,30 @@ def _check_hash(value: object, where: str) -> str:
 def _check_id(value: object, where: str) -> int:
     """A positive integer: any integer type (``int``, ``numpy.int64``: what has ``__index__``) but ``bool``,
     or a string of ASCII digits."""
-    import operator
-
     number: Optional[int] = None
     if isinstance(value, str):
         if len(value) <= 19 and _ASCII_DIGITS.fullmatch(value):
             number = int(value)
-    elif not isinstance(value, bool):
-        with contextlib.suppress(TypeError):  # floats, numpy.bool_ and the rest have no __index__
-            number = operator.index(value)  # type: ignore[arg-type]
+    elif not isinstance(value, bool) and type(value).__name__ != "bool_":  # numpy 1.x's bool_ has __index__
+        index = getattr(type(value), "__index__", None)  # floats and the rest have none
+        with contextlib.suppress(Exception):  # some raise from it
+            # Called directly: operator.index would quietly turn a bool it returned into 1.
+            found = None if index is None else index(value)
+            number = int(found) if isinstance(found, int) and not isinstance(found, bool) else None
     if number is None or not 0 < number <= _MAX_ID:
-        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
-        raise ValidationError(f"{where} must be a positive integer, got {shown}")
+        raise ValidationError(f"{where} must be a positive integer, got {_shown(value)}")
     return number
+
+
+def _shown(value: object) -> str:
+    """A short ``repr`` for an error message, whatever ``value`` is (a huge int, a deeply nested list)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"an integer of {value.bit_length()} bits"
+    try:
+        text = repr(value)
+    except Exception:  # RecursionError, a repr that raises
+        return f"a {type(value).__name__}"
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _check_list(value: object, where: str) -> Sequence[Any]:
@@ -851,7 +875,9 @@ class Session:
         _sessions.add(self)
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self._settings.endpoint.url} {'closed' if self._closed else 'open'}>"
+        settings = getattr(self, "_settings", None)  # a debugger may show a session whose settings were refused
+        where = "(no settings)" if settings is None else settings.endpoint.url
+        return f"<{type(self).__name__} {where} {'closed' if getattr(self, '_closed', False) else 'open'}>"
 
     def __enter__(self) -> Session:
         return self
@@ -1671,7 +1697,7 @@ def _parse_retry_after(value: Optional[str]) -> Optional[float]:
 
 # -- fork safety ---------------------------------------------------------------
 
-_sessions: weakref.WeakSet[Session] = weakref.WeakSet()
+_sessions = weakref.WeakSet()  # type: weakref.WeakSet[Session]  # a comment: 3.7 cannot subscript WeakSet
 
 
 def _after_fork_in_child() -> None:
@@ -1831,6 +1857,7 @@ _EXIT_API = 1
 _EXIT_USAGE = 2
 _EXIT_NO_ANSWER = 3
 _EXIT_INTERNAL = 70  # EX_SOFTWARE from sysexits.h: a defect in this module, not an outcome of the edit
+_EXIT_OUTPUT_LOST = 74  # EX_IOERR: the output could not be written (a full disk), whatever the edit did
 _EXIT_INTERRUPTED = 130
 
 _KEY_PLACEHOLDER = "YOUR_API_KEY"
@@ -1839,7 +1866,7 @@ _CLI_EPILOG = f"""\
 credentials come from the environment: {_ENV_KEY} plus {_ENV_SECRET} or {_ENV_HASH}.
 an omitted option leaves the stored value as it is; an empty one (--name '') sends it empty.
 exit codes: 0 success, 1 the API refused, 2 bad usage or input, 3 no usable answer,
-70 an internal error (a defect: please report it), 130 interrupted.
+70 an internal error (a defect: please report it), 74 the output could not be written, 130 interrupted.
 """
 
 
@@ -1849,6 +1876,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return _run(argv)
     except KeyboardInterrupt:
         return _report("interrupted", _EXIT_INTERRUPTED)
+    except _OutputLost as exc:
+        return _report(f"the output could not be written: {exc}", _EXIT_OUTPUT_LOST)
     except Exception as exc:  # a defect: one line, as every other outcome, and a code of its own
         message = f"internal error (a defect; please report it): {type(exc).__name__}: {exc}"
         for secret in _environment_secrets():
@@ -1859,7 +1888,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 def _run(argv: Optional[Sequence[str]]) -> int:
     try:
         args = _argument_parser().parse_args(argv)
+    except BrokenPipeError:  # --help or --version into a reader that went away
+        _reader_gone(sys.stdout)
+        return _EXIT_OK
     except SystemExit as exc:  # argparse has already printed usage or help
+        _write_text(sys.stdout, "")  # flushed now, so that "--help | head -0" ends quietly too
         return exc.code if isinstance(exc.code, int) else _EXIT_USAGE
     if args.input is not None:
         return _run_bulk(args)
@@ -1928,6 +1961,8 @@ class _BulkPlan:
         self.credentials = Credentials.from_env()
         self.args = args
         self.report_path: Optional[str] = args.report or (None if from_stdin else args.input + ".report.jsonl")
+        if self.report_path is None and sys.stderr is None:
+            raise _InputError("--report FILE is needed: the report would go to stderr, which is closed")
         self.done: Set[int] = set()
         if args.resume:
             if self.report_path is None:
@@ -2210,12 +2245,12 @@ class _Tally:
             left = max(self.total - self.done, 0) / rate
             text += f", {int(left // 60)} min {int(left % 60)} s left"
         self.width = max(self.width, len(text))
-        with contextlib.suppress(OSError, ValueError):
+        with contextlib.suppress(OSError, ValueError, AttributeError):
             sys.stderr.write("\r" + text.ljust(self.width))
             sys.stderr.flush()
 
     def finish(self) -> None:
-        with contextlib.suppress(OSError, ValueError):
+        with contextlib.suppress(OSError, ValueError, AttributeError):
             if self.width:
                 sys.stderr.write("\r" + " " * self.width + "\r")
         failed = sum(self.failed.values())
@@ -2407,19 +2442,22 @@ def _format_response(response: Response) -> str:
 
 
 def _format_json(response: Response, encoding: str) -> str:
-    """JSON that ``encoding`` can carry: Turkish letters as they are where it can, as ``\\u`` escapes elsewhere."""
+    """JSON as RFC 8259 has it, UTF-8: Turkish letters as they are on a UTF-8 output, ``\\u`` escapes (ASCII,
+    so UTF-8 too) on any other."""
+    import codecs
     import json
 
-    text = json.dumps(dataclasses.asdict(response), ensure_ascii=False, indent=2) + "\n"
     try:
-        text.encode(encoding)
-    except (UnicodeEncodeError, LookupError):
-        text = json.dumps(dataclasses.asdict(response), indent=2) + "\n"
-    return text
+        utf8 = codecs.lookup(encoding).name == "utf-8"
+    except LookupError:
+        utf8 = False
+    return json.dumps(dataclasses.asdict(response), ensure_ascii=not utf8, indent=2) + "\n"
 
 
 def _write_text(stream: Any, text: str) -> None:
     # A console that cannot show Turkish letters gets escapes, not a crash.
+    if stream is None:  # started with the stream closed (">&-"): there is nowhere to write
+        return
     try:
         try:
             stream.write(text)
@@ -2429,6 +2467,9 @@ def _write_text(stream: Any, text: str) -> None:
         stream.flush()
     except BrokenPipeError:
         _reader_gone(stream)
+    except OSError as exc:  # a full disk, say: said once on stderr, then the interpreter's own flush is spared
+        _reader_gone(stream)
+        raise _OutputLost(exc) from None
 
 
 def _write_bytes(stream: Any, data: bytes) -> None:
@@ -2442,6 +2483,13 @@ def _write_bytes(stream: Any, data: bytes) -> None:
         buffer.flush()
     except BrokenPipeError:
         _reader_gone(stream)
+    except OSError as exc:
+        _reader_gone(stream)
+        raise _OutputLost(exc) from None
+
+
+class _OutputLost(Exception):
+    """The output could not be written, for a reason other than a reader that went away."""
 
 
 def _reader_gone(stream: Any) -> None:
@@ -2459,7 +2507,8 @@ def _reader_gone(stream: Any) -> None:
 
 def _report(message: str, exit_code: int) -> int:
     one_line = " ".join(message.split())  # the server's text may hold newlines
-    _write_text(sys.stderr, f"iletimerkezi-edit: {one_line}\n")
+    with contextlib.suppress(_OutputLost):  # stderr itself is lost: the exit code still tells
+        _write_text(sys.stderr, f"iletimerkezi-edit: {one_line}\n")
     return exit_code
 
 

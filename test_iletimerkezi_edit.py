@@ -4198,3 +4198,90 @@ def test_cli_input_that_is_not_utf8_exits_2_and_reports_what_ended(service, tmp_
     assert code == 2 and "not UTF-8" in stderr
     lines = [entry["line"] for entry in report_of(str(source) + ".report.jsonl")]
     assert sorted(sent_names(service)) == ["r0", "r1", "r2"] and sorted(lines)[:3] == [2, 3, 4]
+
+
+# ---------------------------------------------------------------------------
+# What an outside review proved and is fixed: each test failed before
+# ---------------------------------------------------------------------------
+
+
+def test_a_secret_that_is_not_utf8_is_a_validation_error_naming_it_and_stays_out_of_frames(monkeypatch):
+    monkeypatch.setenv("ILETIMERKEZI_KEY", KEY)
+    secret = b"\xfeifre-test-secret".decode("utf-8", "surrogateescape")  # typed in a cp1254 terminal
+    monkeypatch.setattr(os, "environ", dict(os.environ, ILETIMERKEZI_SECRET=secret))
+
+    def raised(call):  # so that the traceback starts here, not in this test's frame, which holds the secret
+        try:
+            call()
+        except ie.ValidationError as error:
+            return error
+        raise AssertionError("no ValidationError")
+
+    error = raised(ie.Credentials.from_env)
+    assert "ILETIMERKEZI_SECRET cannot be encoded as UTF-8" in str(error)
+    assert "ifre-test-secret" not in shown_with_locals(error)
+    with pytest.raises(ie.ValidationError, match="secret cannot be encoded"):
+        ie.sign(KEY, secret)
+
+
+class RaisingIndex:
+    def __index__(self):
+        raise ValueError("no")
+
+
+class BoolIndex:
+    def __index__(self):
+        return True
+
+
+@pytest.mark.parametrize("value", [10**5000, RaisingIndex(), BoolIndex(), [[[[1]]]], float("nan")],
+                         ids=["huge", "raising __index__", "__index__ gives True", "nested", "nan"])
+def test_any_bad_id_is_a_validation_error_and_a_bulk_run_goes_on(service, value):
+    with pytest.raises(ie.ValidationError, match="contact.id must be a positive integer"):
+        ie.build_request(CREDS, ie.Contact(value, name="x"))
+    with ie.Session(CREDS, url=service.url) as session:
+        for workers in (1, 3):
+            results = session.edit_contacts([ie.Contact(1009, name="a"), ie.Contact(value, name="b"),
+                                             ie.Contact(1009, name="c")], workers=workers)
+            assert [type(result).__name__ for result in results] == ["Response", "ValidationError", "Response"]
+
+
+def test_a_session_whose_settings_were_refused_can_still_be_shown(service):
+    with pytest.raises(ie.ValidationError) as caught:
+        ie.Session(CREDS, url="ftp://example.com/")
+    assert "session (no settings)" in shown_with_locals(caught.value)  # it lowercases
+
+
+def run_cli_shell(command, service_url=""):
+    env = dict({name: value for name, value in os.environ.items()
+                if not name.startswith("ILETIMERKEZI_") and name != "PYTHONUNBUFFERED"}, **CREDENTIAL_ENV)
+    script = command.replace("CLI", f"{sys.executable} {MODULE}").replace("URL", service_url)
+    done = subprocess.run(["bash", "-c", script], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+    return done.stdout.decode(), done.stderr.decode()
+
+
+@pytest.mark.skipif(not shutil.which("bash"), reason="needs bash to close and redirect streams")
+def test_cli_closed_or_full_outputs_keep_the_documented_exit_codes(service):
+    cases = {
+        "CLI --id 1009 --name a --url URL >&-; echo $?": "0",
+        "CLI --dry-run --id 1009 --name a >&-; echo $?": "0",
+        "CLI --help | head -0; echo ${PIPESTATUS[0]}": "0",
+        "CLI --version | head -0; echo ${PIPESTATUS[0]}": "0",
+        "CLI --id 4242 --name a --url URL 2>&-; echo $?": "1",
+        "CLI --id 1009 --name a --url ftp://x 2>&-; echo $?": "2",
+        f"CLI --id 1009 --name a --retries 0 --url http://127.0.0.1:{unused_port()}/x 2>&-; echo $?": "3",
+    }
+    for command, code in cases.items():
+        stdout, stderr = run_cli_shell(command, service.url)
+        assert (stdout.strip().splitlines()[-1], stderr) == (code, ""), command
+    if os.path.exists("/dev/full"):
+        stdout, stderr = run_cli_shell("CLI --dry-run --id 1009 --name a > /dev/full; echo $? >&2")
+        assert stderr.splitlines() == ["iletimerkezi-edit: the output could not be written: [Errno 28] No space left "
+                                       "on device", "74"]
+
+
+def test_cli_json_is_utf8_even_on_a_cp1254_console(service):
+    code, stdout, _ = run_cli(["--id", "1009", "--name", "Şule Gönül", "--json", "--url", service.url],
+                              dict(CREDENTIAL_ENV, PYTHONIOENCODING="cp1254"))
+    assert code == 0 and stdout.isascii()  # \u escapes: ASCII is UTF-8, as RFC 8259 asks of JSON
+    assert json.loads(stdout)["contact"]["name"] == "Şule Gönül"

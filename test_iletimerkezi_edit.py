@@ -363,22 +363,17 @@ def no_proxy_from_this_machine(monkeypatch):
             monkeypatch.delenv(name)
 
 
-class FaultServer:
-    """A TCP server that reads each request, logs it, then acts out ``behaviour(connection, server, request)``.
+class LoopbackListener:
+    """A TCP listener on 127.0.0.1 that serves each connection on a thread of its own, until left."""
 
-    The n-th connection gets the n-th behaviour; the last one repeats.
-    """
-
-    def __init__(self, *behaviours):
-        self.behaviours = behaviours
+    def __init__(self):
         self.connections = 0
-        self.requests = []
         self.released = threading.Event()
         self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.listener.bind(("127.0.0.1", 0))
         self.listener.listen(16)
         self.listener.settimeout(0.02)  # so that the accept loop notices release
-        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}{PATH}"
+        self.port = self.listener.getsockname()[1]
         self.threads = [threading.Thread(target=self._accept, daemon=True)]
 
     def __enter__(self):
@@ -397,13 +392,29 @@ class FaultServer:
                 connection, _ = self.listener.accept()
             except socket.timeout:
                 continue
-            behaviour = self.behaviours[min(self.connections, len(self.behaviours) - 1)]
+            thread = threading.Thread(target=self._serve, args=(connection, self.connections), daemon=True)
             self.connections += 1
-            thread = threading.Thread(target=self._serve, args=(connection, behaviour), daemon=True)
             self.threads.append(thread)
             thread.start()
 
-    def _serve(self, connection, behaviour):
+    def _serve(self, connection, number):
+        raise NotImplementedError
+
+
+class FaultServer(LoopbackListener):
+    """A TCP server that reads each request, logs it, then acts out ``behaviour(connection, server, request)``.
+
+    The n-th connection gets the n-th behaviour; the last one repeats.
+    """
+
+    def __init__(self, *behaviours):
+        super().__init__()
+        self.behaviours = behaviours
+        self.requests = []
+        self.url = f"http://127.0.0.1:{self.port}{PATH}"
+
+    def _serve(self, connection, number):
+        behaviour = self.behaviours[min(number, len(self.behaviours) - 1)]
         with connection:
             try:
                 request = read_request(connection)
@@ -2497,7 +2508,7 @@ def basic(user, password):
     return "Basic " + base64.b64encode(f"{user}:{password}".encode("utf-8")).decode("ascii")
 
 
-class ConnectProxy:
+class ConnectProxy(LoopbackListener):
     """A forward proxy that tunnels CONNECT, as squid and tinyproxy do, with the ways a proxy can refuse.
 
     ``refuse`` answers every CONNECT with that status (``reason`` as its reason phrase); ``act`` replaces the
@@ -2506,39 +2517,13 @@ class ConnectProxy:
     """
 
     def __init__(self, user=None, password=None, refuse=None, reason="Refused", act=None, hosts=None):
+        super().__init__()
         self.authorization = None if user is None else basic(user, password)
         self.refuse, self.reason, self.act, self.hosts = refuse, reason, act, hosts or {}
         self.connects = []
-        self.released = threading.Event()
-        self.listener = socket.socket()
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(16)
-        self.listener.settimeout(0.02)
-        self.port = self.listener.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self.threads = [threading.Thread(target=self._accept, daemon=True)]
 
-    def __enter__(self):
-        self.threads[0].start()
-        return self
-
-    def __exit__(self, *exc_info):
-        self.released.set()
-        for thread in list(self.threads):
-            thread.join(10)
-        self.listener.close()
-
-    def _accept(self):
-        while not self.released.is_set():
-            try:
-                connection, _ = self.listener.accept()
-            except socket.timeout:
-                continue
-            thread = threading.Thread(target=self._serve, args=(connection,), daemon=True)
-            self.threads.append(thread)
-            thread.start()
-
-    def _serve(self, connection):
+    def _serve(self, connection, number):
         with connection:
             try:
                 self._tunnel(connection)

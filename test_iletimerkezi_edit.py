@@ -217,6 +217,7 @@ class FakeService:
         # kept-alive connection stays open (nginx: 75 s), and what the server saw of connections and concurrency.
         self.delays = {}
         self.dropped_names = set()
+        self.unavailable_once = set()  # names whose first request gets a 503
         self.idle_timeout = None
         self.closed = 0
         self.in_flight = 0
@@ -299,7 +300,11 @@ class FakeHandler(http.server.BaseHTTPRequestHandler):
                 self.close_connection = True  # closed without a word
                 return
             with service.lock:
-                status, payload, content_type, extra = service.answer(self.path, body)
+                if name in service.unavailable_once:
+                    service.unavailable_once.discard(name)
+                    status, payload, content_type, extra = 503, response_document(503), "text/xml", RETRY_NOW
+                else:
+                    status, payload, content_type, extra = service.answer(self.path, body)
         finally:
             with service.lock:
                 service.in_flight -= 1
@@ -1908,7 +1913,7 @@ def test_edits_of_one_contact_are_applied_in_input_order_whatever_the_workers(se
 
 
 def test_one_contact_waits_for_its_own_earlier_edit_and_its_retries_while_others_run(service, quick_backoff):
-    service.canned.append((503, response_document(503), "text/xml; charset=utf-8", RETRY_NOW))  # the first try
+    service.unavailable_once.add("a1")  # its first try gets a 503, and is tried again
     contacts = [ie.Contact(1009, name="a1"), ie.Contact(PEOPLE[0], name="b1"), ie.Contact("1009", name="a2"),
                 ie.Contact(PEOPLE[1], name="c1"), ie.Contact(1009, name="a3")]
     service.delays.update({"a1": 0.05, "b1": 0.05, "c1": 0.05})

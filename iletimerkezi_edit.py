@@ -115,7 +115,7 @@ _MAX_RESPONSE_BYTES = 1 << 20  # real answers are under 2 KiB
 _READ_SIZE = 1 << 16
 _MAX_ID = 2**63 - 1
 _MAX_TIMEOUT = 86400.0  # a day; far beyond any real attempt, and within what every platform's timers hold
-_MAX_INTERIM_ANSWERS = 16  # 1xx answers skipped before the final one
+_MAX_INTERIM_ANSWERS = 1000  # 1xx answers skipped before the final one; the deadline bounds them anyway
 _MAX_DEPTH = 16  # elements nested in an answer; real ones nest five
 _MAX_ELEMENTS = 20_000  # elements in an answer; real ones have some dozens
 _WINDOW_PER_WORKER = 4  # contacts a bulk run holds at once, per worker
@@ -169,6 +169,7 @@ _NOT_XML_CHAR = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff
 _ASCII_DIGITS = re.compile("[0-9]+")
 _HEX_SHA256 = re.compile("[0-9a-fA-F]{64}")
 _URL_FORBIDDEN = re.compile("[\x00-\x20\x7f]")
+_HOST_NAME = re.compile("[A-Za-z0-9.:-]+")  # a name, an IPv4 address, or an IPv6 one (its brackets taken off)
 
 _ACCEPTED_ENCODINGS = ("utf-8", "us-ascii")  # what an answer may declare; it is read as UTF-8 whatever it says
 
@@ -203,6 +204,9 @@ class APIError(IletiMerkeziError):
         self.http_status = http_status
         super().__init__(f"{code} {message} ({self.description})" if message else f"{code} ({self.description})")
 
+    def __reduce__(self) -> Tuple[Any, ...]:  # pickled whole, so that it crosses multiprocessing
+        return type(self), (self.code, self.message, self.http_status)
+
 
 class AuthenticationError(APIError):
     """Status 401: the key or hash was rejected, or the caller's IP is not allowed."""
@@ -223,8 +227,12 @@ class ProxyError(TransportError):
     def __init__(self, proxy: str, status: int, reason: str, target: str) -> None:
         self.proxy = proxy
         self.status = status
+        self._reason_and_target = (reason, target)
         shown = " ".join(reason.split())[:80]
         super().__init__(f"proxy {proxy} refused the tunnel to {target}: HTTP {status} {shown}".rstrip())
+
+    def __reduce__(self) -> Tuple[Any, ...]:
+        return type(self), (self.proxy, self.status, *self._reason_and_target)
 
 
 class ResponseError(IletiMerkeziError):
@@ -235,7 +243,11 @@ class ResponseError(IletiMerkeziError):
 
     def __init__(self, message: str, http_status: Optional[int] = None) -> None:
         self.http_status = http_status
+        self._message = message
         super().__init__(message if http_status is None else f"{message} (HTTP {http_status})")
+
+    def __reduce__(self) -> Tuple[Any, ...]:
+        return type(self), (self._message, self.http_status)
 
 
 # ---------------------------------------------------------------------------
@@ -706,6 +718,7 @@ class _Endpoint(NamedTuple):
     host: str
     port: int
     path: str
+    netloc: str  # host and port as the URL wrote them: what urllib.request.proxy_bypass is given
 
     def __str__(self) -> str:
         return f"{self._bracketed_host}:{self.port}"
@@ -741,7 +754,7 @@ class _Proxy:
             self._authorization = "Basic " + base64.b64encode(pair).decode("ascii")
 
     def __str__(self) -> str:
-        return str(_Endpoint("http", self.host, self.port, "/"))
+        return str(_Endpoint("http", self.host, self.port, "/", ""))
 
     def __repr__(self) -> str:
         return f"<proxy {self}>"
@@ -831,7 +844,11 @@ def edit_contact(
     ``None`` to follow ``https_proxy``/``no_proxy`` from the environment. To send
     many edits, a ``Session`` saves a connection each.
     """
-    settings = _check_settings(url, timeout, retries, ssl_context, proxy)
+    try:
+        settings = _check_settings(url, timeout, retries, ssl_context, proxy)
+    except ValidationError as error:
+        _forget_locals(error)  # below this frame: the proxy URL, password and all
+        raise
     request = _Request.of(settings.endpoint, credentials, contact, keep_alive=False)
 
     def exchange(deadline: float) -> Tuple[_Answer, Response]:
@@ -868,7 +885,11 @@ class Session:
         proxy: Optional[str] = None,
     ) -> None:
         self._credentials = _check_credentials(credentials)
-        self._settings = _check_settings(url, timeout, retries, ssl_context, proxy)
+        try:
+            self._settings = _check_settings(url, timeout, retries, ssl_context, proxy)
+        except ValidationError as error:
+            _forget_locals(error)  # below this frame: the proxy URL, password and all
+            raise
         self._idle: List[_Connection] = []  # most recently used last
         self._lock = threading.Lock()
         self._closed = False
@@ -1057,8 +1078,15 @@ class _Bulk(Generic[Tag]):
         def send(entry: _Entry[Tag]) -> None:
             if len(threads) < self._workers:
                 thread = threading.Thread(target=work_on, name="iletimerkezi_edit-worker", daemon=True)
-                thread.start()
-                threads.append(thread)
+                try:
+                    thread.start()
+                except RuntimeError:  # "can't start new thread": the threads there are carry on
+                    if not threads:
+                        entry.result = TransportError("cannot start a thread to send the edit")
+                        finished.put(entry)
+                        return
+                else:
+                    threads.append(thread)
             work.put(entry)
 
         def settle(entry: _Entry[Tag]) -> None:
@@ -1129,7 +1157,10 @@ def _edit_on(connection: _Connection, request: _Request, deadline: float) -> Tup
     answer = connection.exchange(request, deadline)
     try:
         response = parse_response(answer.body, answer.status)
-        if response.contact is not None and response.contact.id != request.contact_id:
+        if response.contact is None:
+            raise ResponseError("the response reports success but names no contact: it cannot be told to be this "
+                                "edit's", answer.status)
+        if response.contact.id != request.contact_id:
             raise ResponseError(
                 f"the response is about contact {response.contact.id}, not {request.contact_id}: "
                 "the connection is out of step and is closed",
@@ -1199,7 +1230,7 @@ def _parse_url(url: object) -> _Endpoint:
     if scheme == "http" and not _is_loopback(host):
         raise ValidationError("url must use https://; plain http:// is allowed only for localhost, 127.0.0.0/8 and ::1")
     path = (parts.path or "/") + ("?" + parts.query if parts.query else "")
-    return _Endpoint(scheme, host, port, path)
+    return _Endpoint(scheme, host, port, path, parts.netloc)
 
 
 def _check_host(host: Optional[str], where: str) -> str:
@@ -1217,7 +1248,7 @@ def _check_port(parts: Any, where: str, default: int) -> int:
         port: Optional[int] = parts.port
     except ValueError:
         port = 0
-    if port == 0:
+    if port == 0 or (port is not None and not parts.netloc.endswith(f":{port}")):  # "+80", "٨٠", "080"
         raise ValidationError(f"{where} has an invalid port")
     return default if port is None else port
 
@@ -1250,13 +1281,16 @@ def _parse_proxy(value: object, where: str) -> Optional[_Proxy]:
     if scheme != "http":
         raise ValidationError(f"{where} must start with http://, got scheme {scheme[:20]!r}")
     host = _check_host(parts.hostname, where)
-    if not host.isascii():
-        raise ValidationError(f"{where} host must be ASCII: use the xn-- form")
+    if not _HOST_NAME.fullmatch(host):
+        raise ValidationError(f"{where} host must be a host name or an IP address (ASCII: use the xn-- form)")
     port = _check_port(parts, where, 80)
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         raise ValidationError(f"{where} must be http://[user:password@]host:port, without a path")
-    user = None if parts.username is None else unquote(parts.username)
-    password = None if parts.password is None else unquote(parts.password)
+    try:  # %E9 alone is no UTF-8: a password sent otherwise than written would only be refused, again and again
+        user = None if parts.username is None else unquote(parts.username, errors="strict")
+        password = None if parts.password is None else unquote(parts.password, errors="strict")
+    except UnicodeDecodeError:
+        raise ValidationError(f"{where} has a user name or password that is not UTF-8 once percent-decoded") from None
     if user is not None and (":" in user or _NOT_XML_CHAR.search(user + (password or ""))):
         raise ValidationError(f"{where} has a user name or password that cannot be sent")
     return _Proxy(host, port, user, password)
@@ -1267,7 +1301,7 @@ def _environment_proxy(endpoint: _Endpoint) -> Optional[_Proxy]:
     import urllib.request
 
     found = urllib.request.getproxies().get(endpoint.scheme)
-    if not found or urllib.request.proxy_bypass(endpoint.host_header):
+    if not found or urllib.request.proxy_bypass(endpoint.netloc):
         return None
     return _parse_proxy(found, f"the {endpoint.scheme}_proxy environment variable")
 
@@ -1286,13 +1320,13 @@ def _is_loopback(host: str) -> bool:
 def _check_timeout(timeout: object) -> float:
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= _MAX_TIMEOUT:
         raise ValidationError(f"timeout must be a number of seconds above 0 and at most {_MAX_TIMEOUT:g}, "
-                              f"got {timeout!r}"[:160])
+                              f"got {_shown(timeout)}")
     return float(timeout)
 
 
 def _check_count(value: object, name: str, least: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise ValidationError(f"{name} must be a whole number, {least} or more, got {value!r}")
+        raise ValidationError(f"{name} must be a whole number, {least} or more, got {_shown(value)}")
     return value
 
 
@@ -1315,12 +1349,18 @@ def _tls_context(ssl_context: object) -> ssl.SSLContext:
     return ssl_context
 
 
-@functools.lru_cache(maxsize=1)
-def _default_ssl_context() -> ssl.SSLContext:
-    # Loading the system's CA certificates takes milliseconds; do it once.
-    import ssl
+_default_context: List[ssl.SSLContext] = []  # made once: loading the system's CA certificates takes milliseconds
+# Held while that load runs: OpenSSL's own locks are not fork-safe, so a fork waits for it (see _before_fork).
+_tls_setup = threading.Lock()
 
-    return ssl.create_default_context()
+
+def _default_ssl_context() -> ssl.SSLContext:
+    with _tls_setup:
+        if not _default_context:
+            import ssl
+
+            _default_context.append(ssl.create_default_context())
+        return _default_context[0]
 
 
 # -- one exchange ------------------------------------------------------------
@@ -1700,14 +1740,36 @@ def _parse_retry_after(value: Optional[str]) -> Optional[float]:
 _sessions = weakref.WeakSet()  # type: weakref.WeakSet[Session]  # a comment: 3.7 cannot subscript WeakSet
 
 
+# What an edit imports when first needed. A thread in the middle of importing one of them holds that module's
+# import lock, which no thread of a forked child would ever release: before a fork, they are imported here, which
+# waits for any such import to end. So the first fork of a process pays for them once (some tens of ms).
+_IMPORTED_ON_USE = (
+    "base64", "codecs", "encodings.idna", "hashlib", "hmac", "http.client", "importlib", "ipaddress", "queue",
+    "random", "socket", "ssl", "urllib.parse", "urllib.request", "xml.etree.ElementTree", "xml.parsers.expat",
+)
+
+
+def _before_fork() -> None:
+    for name in _IMPORTED_ON_USE:
+        with contextlib.suppress(Exception):
+            __import__(name)
+    _tls_setup.acquire()  # a CA store being loaded by another thread is loaded before the fork
+
+
+def _after_fork_in_parent() -> None:
+    _tls_setup.release()
+
+
 def _after_fork_in_child() -> None:
+    _tls_setup.release()  # this thread took it before the fork
     _resolver.after_fork_in_child()
     for session in list(_sessions):
         session._after_fork_in_child()
 
 
 if hasattr(os, "register_at_fork"):  # POSIX; Windows has no fork
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
+                        after_in_child=_after_fork_in_child)
 
 
 # -- retries, secrets, logging -----------------------------------------------
@@ -1779,8 +1841,11 @@ def _redact(text: str, secret: str) -> str:
 def _scrub(error: BaseException, secret: str) -> None:
     """Take ``secret`` out of ``error`` and cut off any cause that carries it (a server may echo the request)."""
     error.args = tuple(_redact(arg, secret) if isinstance(arg, str) else arg for arg in error.args)
-    if isinstance(error, APIError):
-        error.message = _redact(error.message, secret)
+    for name, value in list(vars(error).items()):  # .message, and what pickling rebuilds the error from
+        if isinstance(value, str):
+            setattr(error, name, _redact(value, secret))
+        elif isinstance(value, tuple):
+            setattr(error, name, tuple(_redact(item, secret) if isinstance(item, str) else item for item in value))
     linked = error.__cause__ or error.__context__
     while linked is not None:
         if secret.lower() in f"{linked!s} {linked!r} {linked.args!r}".lower():

@@ -4275,3 +4275,98 @@ def test_cli_json_is_utf8_even_on_a_cp1254_console(service):
                               dict(CREDENTIAL_ENV, PYTHONIOENCODING="cp1254"))
     assert code == 0 and stdout.isascii()  # \u escapes: ASCII is UTF-8, as RFC 8259 asks of JSON
     assert json.loads(stdout)["contact"]["name"] == "Şule Gönül"
+
+
+@needs_fork
+def test_a_fork_while_another_thread_makes_the_first_session_does_not_hang_the_child(tmp_path):
+    # The other thread is importing (encodings.idna, ssl) or loading the CA store: locks no child thread releases.
+    script = tmp_path / "trial.py"
+    script.write_text(f"""
+import os, signal, sys, threading, time, warnings
+warnings.simplefilter("ignore")
+sys.path.insert(0, {str(HERE)!r})
+import iletimerkezi_edit as ie
+credentials = ie.Credentials("k", "0" * 64)
+worker = threading.Thread(target=lambda: ie.Session(credentials))
+worker.start()
+pid = os.fork()
+if pid == 0:
+    signal.alarm(10)
+    ie.Session(credentials)
+    os._exit(0)
+_, status = os.waitpid(pid, 0)
+worker.join()
+print("ok" if status == 0 else "hung")
+""")
+    for _ in range(8):
+        done = subprocess.run([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+        assert done.stdout.decode().strip() == "ok", done.stderr.decode()[-500:]
+
+
+def test_errors_survive_pickling_for_multiprocessing():
+    import pickle
+
+    for error in (ie.APIError(463, "Böyle bir grup bulunamadı.", 463), ie.AuthenticationError(401, "x", 401),
+                  ie.ProxyError("127.0.0.1:3128", 407, "Proxy Authentication Required", "api:443"),
+                  ie.ResponseError("not XML", 502), ie.TransportError("no answer"), ie.ValidationError("bad")):
+        copy = pickle.loads(pickle.dumps(error))
+        assert (type(copy), str(copy), vars(copy)) == (type(error), str(error), vars(error))
+
+
+def test_a_thread_that_cannot_start_never_escapes_a_bulk_run(monkeypatch, service):
+    real_start = threading.Thread.start
+
+    def start(self):
+        if self.name.startswith("iletimerkezi_edit"):
+            raise RuntimeError("can't start new thread")
+        return real_start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    with ie.Session(CREDS, url=service.url) as session:
+        results = session.edit_contacts(people(6), workers=4)
+    assert all(isinstance(result, ie.TransportError) for result in results)
+    assert service.requests == []
+
+
+def test_a_success_that_names_no_contact_is_refused_and_its_connection_closed():
+    bare = b"<response><status><code>200</code><message>ok</message></status></response>"
+    with FaultServer(answer(200, bare), answer_each_after()) as server:
+        with ie.Session(CREDS, url=server.url, retries=0, timeout=2) as session:
+            with pytest.raises(ie.ResponseError, match="names no contact"):
+                session.edit_contact(ie.Contact(1009, name="x"))
+            assert session.edit_contact(ie.Contact(1009, name="y")).contact.name == "y"
+    assert server.connections == 2
+
+
+def test_seventeen_interim_answers_are_still_skipped():
+    with FaultServer(answer_each_after(*[(102, "Processing")] * 17)) as server:
+        assert ie.edit_contact(CREDS, ie.Contact(1009, name="x"), url=server.url, retries=0).contact.name == "x"
+
+
+@pytest.mark.parametrize("proxy, message", [
+    ("http://pro%0Axy:3128", "host must be a host name"),
+    ("http://ali:caf%E9@127.0.0.1:3128", "not UTF-8 once percent-decoded"),
+    ("http://127.0.0.1:+80", "invalid port"),
+    ("http://127.0.0.1:\u0668\u0660", "invalid port"),
+])
+def test_proxy_urls_that_would_be_sent_otherwise_than_written_are_refused(service, proxy, message):
+    with pytest.raises(ie.ValidationError, match=message):
+        ie.edit_contact(CREDS, ie.Contact(1009, name="x"), url=service.url, proxy=proxy)
+    assert service.connections == 0
+
+
+def test_a_refused_proxy_password_stays_out_of_the_frames_below_the_call(service):
+    def refused():
+        try:
+            ie.Session(CREDS, url=service.url, proxy="http://ali:Hunter2-Sekret@127.0.0.1:3128/path")
+        except ie.ValidationError as error:
+            return error
+        raise AssertionError("accepted")
+
+    error = refused()
+    trace, below = error.__traceback__, []
+    while trace is not None:
+        if trace.tb_frame.f_code.co_name not in ("refused", "__init__"):  # those hold the argument they were given
+            below.append(repr(trace.tb_frame.f_locals))
+        trace = trace.tb_next
+    assert below and not any("Hunter2-Sekret" in local_variables for local_variables in below)

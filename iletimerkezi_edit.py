@@ -8,7 +8,9 @@ One file, standard library only; copy it into a project or ``pip install`` it.
 
 In a request, a field left as ``None`` is not sent, so the stored value stays as
 it is; ``""`` (or ``[]`` for lists) sends the element empty. For more than one
-edit, a ``Session`` keeps the connection open: one round trip per edit.
+edit, a ``Session`` keeps the connection open: one round trip per edit, and
+``Session.iter_edit_contacts`` streams any number of them. The command line edits
+one contact, or every record of a CSV or JSON Lines file (``--input``).
 
 The file reads top to bottom: constants, errors, data classes, the pure core
 (``sign``, ``build_request``, ``parse_response``), transport, command line.

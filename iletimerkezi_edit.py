@@ -942,7 +942,9 @@ class Session:
         held at once, so memory stays flat however long the input. Edits of one
         contact id (``"1009"`` and ``1009`` are one) are sent one after another,
         in input order. Leaving the loop early, or closing the generator, sends
-        nothing new, lets the edits in flight finish and leaves no thread behind.
+        nothing new, lets the edits in flight finish and leaves no thread behind
+        (a generator kept after ``break`` sends nothing new either; its idle
+        threads end when it is closed or dropped).
         """
         self._check_open()
         workers = _check_count(workers, "workers", 1)
@@ -1041,14 +1043,15 @@ class _Bulk(Generic[Tag]):
     the edits in flight end, and their results are left in ``unreported``.
     """
 
-    def __init__(self, edit: Callable[[Any], Result], workers: int, *, ordered: bool) -> None:
+    def __init__(self, edit: Callable[[Any], Result], workers: int, *, ordered: bool, threaded: bool = False) -> None:
         self._edit = edit
         self._workers = workers
         self._ordered = ordered
+        self._threaded = threaded or workers > 1  # one worker runs in the caller's thread unless told otherwise
         self.unreported: List[Tuple[Tag, Any, Result]] = []
 
     def run(self, tagged: Iterable[Tuple[Tag, Any]]) -> Generator[Tuple[Tag, Any, Result], None, None]:
-        if self._workers == 1:  # in the caller's thread, one after another: order is kept by itself
+        if not self._threaded:  # in the caller's thread, one after another: order is kept by itself
             for tag, contact in tagged:
                 yield tag, contact, self._edit(contact)
             return
@@ -1062,8 +1065,13 @@ class _Bulk(Generic[Tag]):
         held: Deque[_Entry[Tag]] = collections.deque()  # read and not yet handed out, in input order
         ready: Deque[_Entry[Tag]] = collections.deque()  # finished, in the order they finished
         behind: Dict[int, Deque[_Entry[Tag]]] = {}  # contact id -> its edits waiting for the one in flight
+        # Free to go, waiting for a worker. Workers are given one edit at a time, so that while the caller
+        # holds the generator without asking for more, nothing but the edits in flight is sent.
+        to_send: Deque[_Entry[Tag]] = collections.deque()
+        in_flight = 0
         source = iter(tagged)
         exhausted = False
+        unreadable: Optional[Exception] = None  # what reading the input raised: raised once what was read is done
 
         def work_on() -> None:
             while True:
@@ -1077,30 +1085,38 @@ class _Bulk(Generic[Tag]):
                         entry.failure = exc
                 finished.put(entry)
 
-        def send(entry: _Entry[Tag]) -> None:
-            if len(threads) < self._workers:
-                thread = threading.Thread(target=work_on, name="iletimerkezi_edit-worker", daemon=True)
-                try:
-                    thread.start()
-                except RuntimeError:  # "can't start new thread": the threads there are carry on
-                    if not threads:
+        def dispatch() -> None:
+            nonlocal in_flight
+            while to_send and in_flight < self._workers:
+                if in_flight >= len(threads):  # every thread is busy: one more
+                    thread = threading.Thread(target=work_on, name="iletimerkezi_edit-worker", daemon=True)
+                    try:
+                        thread.start()
+                    except RuntimeError:  # "can't start new thread"
+                        if threads:
+                            return  # the threads there are carry on, one edit each
+                        entry = to_send.popleft()  # with no thread at all, this edit cannot be sent
                         entry.result = TransportError("cannot start a thread to send the edit")
+                        in_flight += 1
                         finished.put(entry)
-                        return
-                else:
+                        continue
                     threads.append(thread)
-            work.put(entry)
+                work.put(to_send.popleft())
+                in_flight += 1
 
         def settle(entry: _Entry[Tag]) -> None:
+            nonlocal in_flight
+            in_flight -= 1
             if entry.failure is not None:
                 raise entry.failure
             assert entry.key is not None
             waiting = behind[entry.key]
             if waiting:
-                send(waiting.popleft())
+                to_send.append(waiting.popleft())
             else:
                 del behind[entry.key]
             ready.append(entry)
+            dispatch()
 
         try:
             while True:
@@ -1109,6 +1125,9 @@ class _Bulk(Generic[Tag]):
                         tag, contact = next(source)
                     except StopIteration:
                         exhausted = True
+                        break
+                    except Exception as exc:
+                        exhausted, unreadable = True, exc
                         break
                     entry = _Entry(tag, contact)
                     held.append(entry)
@@ -1119,11 +1138,14 @@ class _Bulk(Generic[Tag]):
                         behind[entry.key].append(entry)
                     else:
                         behind[entry.key] = collections.deque()
-                        send(entry)
+                        to_send.append(entry)
+                dispatch()
                 handed = self._hand_out(held, ready)
                 if handed:
                     yield from handed
                 elif not held:
+                    if unreadable is not None:
+                        raise unreadable
                     return
                 else:
                     settle(finished.get())
@@ -2039,7 +2061,7 @@ class _BulkPlan:
             raise _InputError(f"report {self.report_path} exists: --resume to continue it, or remove it")
         self.total: Optional[int] = None
         self.show_progress = args.progress if args.progress is not None else _is_terminal(sys.stderr)
-        if self.show_progress and not from_stdin:
+        if self.show_progress and not from_stdin and _is_regular_file(args.input):  # a pipe can be read once
             with _open_input(args.input) as counting:
                 self.total = sum(1 for _ in _records(counting, self.format))
         self.input = _open_input(args.input)
@@ -2069,7 +2091,8 @@ class _BulkPlan:
             def edit(record: Union[Contact, ValidationError]) -> Result:
                 return record if isinstance(record, ValidationError) else session._result_of(record)
 
-            bulk: _Bulk[int] = _Bulk(edit, args.workers, ordered=False)
+            # On threads even for one worker: a Ctrl-C then stops the main thread, not an edit half sent.
+            bulk: _Bulk[int] = _Bulk(edit, args.workers, ordered=False, threaded=True)
             results = bulk.run(pending)
             try:
                 for line, record, result in results:
@@ -2098,6 +2121,8 @@ class _BulkPlan:
         if isinstance(result, IletiMerkeziError):
             entry.update(error=type(result).__name__, code=getattr(result, "code", None),
                          message=" ".join(str(result).split()))
+        if self.report_file is sys.stderr:
+            tally.clear()  # the report line takes the progress line's place; the next redraw brings it back
         # Each line is flushed as its edit ends: an interrupted run keeps the record of every confirmed edit.
         self.report_file.write(json.dumps(entry, ensure_ascii=False) + "\n")
         self.report_file.flush()
@@ -2123,14 +2148,16 @@ def _open_input(path: str) -> Any:
 
 def _open_report(path: str) -> Any:
     try:
-        report = open(path, "a+", encoding="utf-8")  # noqa: SIM115  # closed by _BulkPlan
+        cut = False
+        with open(path, "ab+") as raw:  # its last byte, as bytes: a cut line may end inside a character
+            if raw.seek(0, os.SEEK_END):
+                raw.seek(-1, os.SEEK_END)
+                cut = raw.read(1) != b"\n"
+        report = open(path, "a", encoding="utf-8")  # noqa: SIM115  # closed by _BulkPlan
     except OSError as exc:
         raise _InputError(f"cannot write the report {path}: {exc.strerror or exc}") from None
-    report.seek(0, os.SEEK_END)
-    if report.tell():
-        report.seek(report.tell() - 1)
-        if report.read(1) != "\n":  # a line cut short by a kill: the next one starts on a line of its own
-            report.write("\n")
+    if cut:  # a line cut short by a kill: the next one starts on a line of its own
+        report.write("\n")
     return report
 
 
@@ -2184,8 +2211,10 @@ def _csv_records(reader: Any, columns: List[str]) -> Iterator[Record]:
             return
         except UnicodeDecodeError as exc:
             raise _InputError(f"the input is not UTF-8 (line {read_to + 1} or soon after): {exc}") from None
-        except csv.Error as exc:  # the reader cannot go on past such a line
-            raise _InputError(f"line {read_to + 1} cannot be read as CSV: {exc}") from None
+        except csv.Error as exc:  # a NUL byte before 3.11, a cell over csv's size limit: that line alone
+            line, read_to = read_to + 1, reader.line_num
+            yield line, ValidationError(f"line {line} cannot be read as CSV: {exc}")
+            continue
         line, read_to = read_to + 1, reader.line_num
         if all(not cell.strip() for cell in row):
             continue  # a blank line, or one of empty cells
@@ -2197,6 +2226,8 @@ def _csv_records(reader: Any, columns: List[str]) -> Iterator[Record]:
 
 def _csv_columns(header: List[str]) -> List[str]:
     columns = [name.strip().lower() for name in header]
+    columns = [f"field:{int(name[6:].strip())}" if name.startswith("field:") and _ASCII_DIGITS.fullmatch(
+        name[6:].strip()) else name for name in columns]  # field:01 is field:1
     for name in columns:
         known = name in _CSV_COLUMNS or (name.startswith("field:") and _ASCII_DIGITS.fullmatch(name[6:].strip()))
         if not known:
@@ -2273,6 +2304,15 @@ def _record_id(record: Union[Contact, ValidationError]) -> Optional[Union[int, s
     return key if key is not None else (str(record.id)[:40] if record.id is not None else None)
 
 
+def _is_regular_file(path: str) -> bool:
+    import stat
+
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
 def _is_terminal(stream: Any) -> bool:
     try:
         return bool(stream.isatty())
@@ -2316,10 +2356,14 @@ class _Tally:
             sys.stderr.write("\r" + text.ljust(self.width))
             sys.stderr.flush()
 
-    def finish(self) -> None:
+    def clear(self) -> None:
         with contextlib.suppress(OSError, ValueError, AttributeError):
             if self.width:
                 sys.stderr.write("\r" + " " * self.width + "\r")
+                self.width = 0
+
+    def finish(self) -> None:
+        self.clear()
         failed = sum(self.failed.values())
         kinds = ", ".join(f"{count} {kind}" for kind, count in sorted(self.failed.items()))
         summary = f"{self.done} records: {self.succeeded} succeeded, {failed} failed" + (f" ({kinds})" if kinds else "")

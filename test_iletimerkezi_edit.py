@@ -4370,3 +4370,78 @@ def test_a_refused_proxy_password_stays_out_of_the_frames_below_the_call(service
             below.append(repr(trace.tb_frame.f_locals))
         trace = trace.tb_next
     assert below and not any("Hunter2-Sekret" in local_variables for local_variables in below)
+
+
+def test_a_stream_held_after_break_sends_nothing_new(service):
+    service.delays.update((contact.name, 0.05) for contact in people(40))
+    with ie.Session(CREDS, url=service.url) as session:
+        stream = session.iter_edit_contacts(people(40), workers=2)
+        for _ in stream:
+            break  # the caller keeps ``stream``: nothing closes it yet
+        time.sleep(0.3)
+        sent = len(service.requests)
+        time.sleep(0.3)
+        assert len(service.requests) == sent <= 1 + 2  # the first result, and at most one edit per worker
+        stream.close()
+        assert not worker_threads()
+
+
+def test_cli_resumes_after_a_report_cut_inside_a_turkish_letter(service, tmp_path):
+    source = tmp_path / "in.csv"
+    source.write_text("id,name\n4242,a\n5000,b\n", encoding="utf-8")
+    report = Path(str(source) + ".report.jsonl")
+    report.write_bytes('{"line": 2, "id": 4242, "ok": false, "message": "465 Kişi'.encode("utf-8")[:-1])
+    code, _, stderr = run_cli(["--input", str(source), "--url", service.url, "--resume"], CREDENTIAL_ENV)
+    assert code == 1 and "2 records: 1 succeeded, 1 failed (1 APIError)" in stderr
+    assert [entry["line"] for entry in report_of(report, cut=1)] in ([2, 3], [3, 2])
+
+
+def test_cli_one_worker_interrupted_still_reports_the_edit_in_flight(service, tmp_path):
+    import signal
+
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps({"id": PEOPLE[n], "name": f"r{n}"}) + "\n" for n in range(20)))
+    service.delays.update((f"r{n}", 0.4) for n in range(20))
+    report = Path(str(source) + ".report.jsonl")
+    env = dict({name: value for name, value in os.environ.items() if not name.startswith("ILETIMERKEZI_")},
+               **CREDENTIAL_ENV)
+    child = subprocess.Popen([sys.executable, str(MODULE), "--input", str(source), "--url", service.url,
+                              "--workers", "1"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert eventually(lambda: len(service.requests) >= 2, seconds=30)  # the second edit is in flight
+    child.send_signal(signal.SIGINT)
+    child.communicate(timeout=30)
+    assert child.returncode == 130
+    assert eventually(lambda: len(report_of(report)) == len(service.requests))
+    assert all(entry["ok"] for entry in report_of(report))
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs a named pipe")
+def test_cli_progress_never_reads_a_pipe_twice(service, tmp_path):
+    fifo = tmp_path / "in.csv"
+    os.mkfifo(fifo)
+
+    def feed():
+        with open(fifo, "w", encoding="utf-8") as pipe:
+            pipe.write("id,name\n5000,a\n5001,b\n")
+
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    code, _, stderr = run_cli(["--input", str(fifo), "--url", service.url, "--progress", "--report",
+                               str(tmp_path / "report.jsonl")], CREDENTIAL_ENV)
+    feeder.join(10)
+    assert code == 0 and "2 records: 2 succeeded" in stderr and len(service.requests) == 2
+
+
+def test_cli_a_csv_line_that_cannot_be_read_is_one_bad_record(service, tmp_path):
+    source = tmp_path / "in.csv"
+    source.write_text("id,name\n5000,a\n5001," + "x" * 140000 + "\n5002,c\n", encoding="utf-8")
+    code, _, stderr = run_cli(["--input", str(source), "--url", service.url], CREDENTIAL_ENV)
+    assert code == 1 and "3 records: 2 succeeded, 1 failed (1 ValidationError)" in stderr
+    assert sorted(sent_names(service)) == ["a", "c"]
+
+
+def test_cli_field_columns_named_twice_in_two_spellings_exit_2(service, tmp_path):
+    source = tmp_path / "in.csv"
+    source.write_text("id,field:1,field:01\n5000,a,b\n", encoding="utf-8")
+    code, _, stderr = run_cli(["--input", str(source), "--url", service.url], CREDENTIAL_ENV)
+    assert code == 2 and "named twice" in stderr and service.requests == []

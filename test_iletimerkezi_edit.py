@@ -3919,8 +3919,8 @@ def test_readme_lambda_handler_treats_null_as_leave_it_and_takes_custom_fields_b
 
 def test_the_readme_zip_recipe_ships_byte_code_that_a_read_only_task_folder_uses(tmp_path, service):
     readme = (HERE / "README.md").read_text(encoding="utf-8")
-    [options] = re.findall(r"^  python3\.[0-9]+ -m compileall (.+) build  #", readme, re.MULTILINE)
-    assert "(cd build && zip -qr ../function.zip .)" in readme  # the zip keeps build/__pycache__/
+    [options] = re.findall(r"^  python3\.[0-9]+ -m compileall (.+) lambda-package  #", readme, re.MULTILINE)
+    assert "(cd lambda-package && zip -qr ../function.zip .)" in readme  # the zip keeps lambda-package/__pycache__/
     task = tmp_path / "task"
     task.mkdir()
     shutil.copy(str(MODULE), str(task))

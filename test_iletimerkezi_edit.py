@@ -9,8 +9,10 @@ raw sockets stand in for networks that fail.
 import collections
 import contextlib
 import dataclasses
+import hashlib
 import hmac
 import http.server
+import importlib.util
 import json
 import logging
 import os
@@ -3111,7 +3113,8 @@ def load_lambda_function(monkeypatch):
 
     def load(url):
         readme = (HERE / "README.md").read_text(encoding="utf-8")
-        [code] = [block for block in re.findall(r"```python\n(.*?)```", readme, re.DOTALL) if "def lambda_handler" in block]
+        [code] = [block for block in re.findall(r"```python\n(.*?)```", readme, re.DOTALL)
+                  if "def lambda_handler" in block and "batchItemFailures" not in block]  # not the SQS consumer's
         for name, value in {**CREDENTIAL_ENV, "ILETIMERKEZI_URL": url}.items():
             monkeypatch.setenv(name, value)
         module = types.ModuleType("lambda_function")
@@ -3168,6 +3171,344 @@ def test_readme_lambda_handler_fails_the_invocation_when_no_answer_comes(load_la
     function = load_lambda_function(f"http://127.0.0.1:{unused_port()}{PATH}")
     with pytest.raises(ie.TransportError):
         function.lambda_handler({"id": 1009, "name": "x"}, None)
+
+
+# ---------------------------------------------------------------------------
+# The README's SQS consumer, run as written
+# ---------------------------------------------------------------------------
+
+
+def readme_handler_code(module):
+    """The code of README.md's lambda_function.py or sqs_function.py: its ```python block with a lambda_handler."""
+    readme = (HERE / "README.md").read_text(encoding="utf-8")
+    [code] = [block for block in re.findall(r"```python\n(.*?)```", readme, re.DOTALL)
+              if "def lambda_handler" in block and ("batchItemFailures" in block) == (module == "sqs_function")]
+    return code
+
+
+@pytest.fixture
+def load_sqs_function(monkeypatch):
+    """Load the README's sqs_function.py as Lambda would: environment first, then the module."""
+    loaded = []
+
+    def load(url):
+        code = readme_handler_code("sqs_function")
+        for name, value in {**CREDENTIAL_ENV, "ILETIMERKEZI_URL": url}.items():
+            monkeypatch.setenv(name, value)
+        module = types.ModuleType("sqs_function")
+        exec(compile(code, "README.md (sqs_function.py)", "exec"), module.__dict__)
+        loaded.append(module)
+        return module
+
+    yield load
+    for module in loaded:
+        module.SESSION.close()
+
+
+SQS_QUEUE_ARN = "arn:aws:sqs:eu-central-1:123456789012:contacts"
+
+
+def sqs_record(message_id, body, group=None, receive_count=1):
+    """One record as Lambda's SQS poller hands it over; ``body`` is JSON-encoded unless it is a string already.
+
+    With ``group``, the record comes from a FIFO queue (contacts.fifo) and carries its MessageGroupId.
+    """
+    text = body if isinstance(body, str) else json.dumps(body, ensure_ascii=False)
+    attributes = {
+        "ApproximateReceiveCount": str(receive_count),
+        "SentTimestamp": "1764000000000",
+        "SenderId": "AIDAEXAMPLEPRODUCER",
+        "ApproximateFirstReceiveTimestamp": "1764000000100",
+    }
+    if group is not None:
+        attributes.update(MessageGroupId=group, MessageDeduplicationId="dedup-" + message_id,
+                          SequenceNumber=str(18800000000000000000 + len(message_id)))
+    return {
+        "messageId": message_id,
+        "receiptHandle": "AQEB" + message_id,
+        "body": text,
+        "attributes": attributes,
+        "messageAttributes": {},
+        "md5OfBody": hashlib.md5(text.encode("utf-8")).hexdigest(),
+        "eventSource": "aws:sqs",
+        "eventSourceARN": SQS_QUEUE_ARN + (".fifo" if group is not None else ""),
+        "awsRegion": "eu-central-1",
+    }
+
+
+def sqs_event(*records):
+    return {"Records": list(records)}
+
+
+def failures(*message_ids):
+    return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in message_ids]}
+
+
+def test_readme_sqs_function_is_set_up_once_and_reads_a_body_as_the_lambda_handler_reads_an_event(
+        load_sqs_function, service):
+    function = load_sqs_function(service.url)
+    assert function.CREDENTIALS == ie.Credentials.from_secret(KEY, SECRET)
+    assert service.connections == 0  # loading the module does not connect
+    assert function.lambda_handler(sqs_event(), None) == failures()
+    # The same rules for a body as for the Lambda handler's event: the same code, word for word.
+    lambda_code, sqs_code = readme_handler_code("lambda_function"), readme_handler_code("sqs_function")
+    assert sqs_code[sqs_code.index("def contact_from"):] == lambda_code[lambda_code.index("def contact_from"):]
+    assert re.search(r"^KEYS = .*$", sqs_code, re.M).group() == re.search(r"^KEYS = .*$", lambda_code, re.M).group()
+
+
+def test_readme_sqs_function_lists_exactly_the_messages_not_edited(load_sqs_function, service, quick_backoff,
+                                                                    caplog):
+    service.dropped_names.add("Sessiz")  # this edit's request is closed unanswered, at every try
+    function = load_sqs_function(service.url)
+    event = sqs_event(
+        sqs_record("good", {"id": 1009, "name": "Şule", "groups": [9, 15], "custom_fields": {"1": "28/11/2026"}}),
+        sqs_record("not-json", '{"id": 1009, "name": "Gizli"'),
+        sqs_record("not-an-object", '["Gizli", 1009]'),
+        sqs_record("bad-id", {"id": "10O9", "name": "Gizli"}),
+        sqs_record("misspelt-key", {"id": 1009, "nmae": "Gizli"}),
+        sqs_record("bad-text", {"id": 1009, "name": "Gizli\x00"}),
+        sqs_record("unknown-contact", {"id": 4242, "name": "Gizli"}),
+        sqs_record("unknown-group", {"id": 1009, "name": "Gizli", "groups": [99]}),
+        sqs_record("unanswered", {"id": PEOPLE[0], "name": "Sessiz"}),
+        sqs_record("after", {"id": 1009, "surname": "Yılmaz"}),  # a standard queue: no failure holds it back
+    )
+    result = function.lambda_handler(event, None)
+    assert result == failures("not-json", "not-an-object", "bad-id", "misspelt-key", "bad-text", "unknown-contact",
+                              "unknown-group", "unanswered")
+    json.dumps(result)
+    stored = service.contacts[1009]
+    assert (stored["name"], stored["surname"], stored["groups"], stored["fields"][1]) == (
+        "Şule", "Yılmaz", [9, 15], "28/11/2026")
+    assert PEOPLE[0] not in service.contacts
+    # Bodies that are no contact event are never sent; the unanswered edit was tried twice (retries=1), each
+    # try that went out on a kept-alive connection maybe once more (the client cannot tell that from an idle close).
+    sent = collections.Counter(sent_names(service))
+    assert 2 <= sent.pop("Sessiz") <= 4
+    assert sent == {"Şule": 1, "Gizli": 2, None: 1}  # unknown contact and unknown group were sent, and refused
+    # One warning per failed message, naming it and its error; none holds the body's values.
+    warnings = [record for record in caplog.records if record.name == "sqs_function"]
+    assert [record.args[:2] for record in warnings] == [
+        ("not-json", "JSONDecodeError"), ("not-an-object", "ValidationError"), ("bad-id", "ValidationError"),
+        ("misspelt-key", "ValidationError"), ("bad-text", "ValidationError"), ("unknown-contact", "APIError"),
+        ("unknown-group", "APIError"), ("unanswered", "TransportError")]
+    assert all(record.levelno == logging.WARNING and record.exc_info is None for record in warnings)
+    assert not any("Gizli" in record.getMessage() or "Sessiz" in record.getMessage() for record in warnings)
+
+
+def test_readme_sqs_function_fails_only_the_message_a_bug_hits_and_logs_its_traceback(load_sqs_function, service,
+                                                                                       monkeypatch, caplog):
+    function = load_sqs_function(service.url)
+    edit = function.SESSION.edit_contact
+
+    def buggy(contact):
+        if contact.name == "bug":
+            raise ZeroDivisionError("a defect")
+        return edit(contact)
+
+    monkeypatch.setattr(function.SESSION, "edit_contact", buggy)
+    event = sqs_event(sqs_record("m1", {"id": 1009, "name": "before"}), sqs_record("m2", {"id": 1009, "name": "bug"}),
+                      sqs_record("m3", {"id": PEOPLE[0], "name": "after"}), {"messageId": "m4", "attributes": {}})
+    assert function.lambda_handler(event, None) == failures("m2", "m4")  # m4 has no body at all
+    assert sent_names(service) == ["before", "after"]
+    [bug, no_body] = [record for record in caplog.records if record.name == "sqs_function"]
+    assert (bug.levelno, bug.exc_info[0], no_body.exc_info[0]) == (logging.ERROR, ZeroDivisionError, KeyError)
+
+
+def test_readme_sqs_function_edits_one_contact_in_batch_order_on_one_connection(load_sqs_function, service):
+    function = load_sqs_function(service.url)
+    names = ["v1", "w1", "v2", "v3", "w2", "v4"]
+    event = sqs_event(*(sqs_record(name, {"id": 1009 if name[0] == "v" else PEOPLE[1], "name": name})
+                        for name in names))
+    for name in names:
+        service.delays[name] = 0.01 * (6 - int(name[1]))  # earlier edits are answered later
+    assert function.lambda_handler(event, None) == failures()
+    assert sent_names(service) == names
+    assert (service.contacts[1009]["name"], service.contacts[PEOPLE[1]]["name"]) == ("v4", "w2")
+    assert (service.connections, service.most_in_flight) == (1, 1)
+
+
+def test_readme_sqs_function_answers_a_redelivered_batch_as_the_first_delivery(load_sqs_function, service):
+    function = load_sqs_function(service.url)
+    bodies = [{"id": 1009, "name": "Ali", "groups": [12]}, {"id": 4242, "name": "x"}, {"id": PEOPLE[2], "email": ""}]
+    answers, states = [], []
+    for receive_count in (1, 2):  # e.g. after a function timeout, SQS delivers the whole batch again
+        event = sqs_event(*(sqs_record(f"m{number}", body, receive_count=receive_count)
+                            for number, body in enumerate(bodies)))
+        answers.append(function.lambda_handler(event, None))
+        states.append(json.dumps(service.contacts, sort_keys=True, default=str))
+    assert answers == [failures("m1"), failures("m1")]
+    assert states[0] == states[1]
+    assert len(service.requests) == 6  # the edits are sent again, and change nothing
+
+
+FIFO_FAILURES = {
+    "refused": {"id": 1009, "name": "a2", "groups": [99]},  # APIError 463
+    "malformed": '{"id": 1009, "name": "a2"',
+    "unanswered": {"id": 1009, "name": "a2"},
+}
+
+
+@pytest.mark.parametrize("failure", list(FIFO_FAILURES))
+def test_readme_sqs_function_on_a_fifo_queue_holds_back_the_failed_group_only(load_sqs_function, service,
+                                                                               quick_backoff, failure):
+    if failure == "unanswered":
+        service.dropped_names.add("a2")
+    function = load_sqs_function(service.url)
+    a, b = "1009", str(PEOPLE[0])  # the groups are contact ids, as the README's producer sends them
+    event = sqs_event(
+        sqs_record("a1", {"id": 1009, "name": "a1"}, group=a),
+        sqs_record("b1", {"id": PEOPLE[0], "name": "b1"}, group=b),
+        sqs_record("a2", FIFO_FAILURES[failure], group=a),
+        sqs_record("b2", {"id": PEOPLE[0], "name": "b2"}, group=b),
+        sqs_record("a3", {"id": 1009, "name": "a3"}, group=a),  # would succeed, but must not land before a2
+        sqs_record("b3", {"id": PEOPLE[0], "name": "b3"}, group=b),
+        sqs_record("a4", {"id": 1009, "surname": "a4"}, group=a),
+    )
+    assert function.lambda_handler(event, None) == failures("a2", "a3", "a4")
+    sent = sent_names(service)
+    assert [name for name in sent if name != "a2"] == ["a1", "b1", "b2", "b3"]  # a3 and a4 were not sent
+    tries = {"refused": (1, 1), "malformed": (0, 0), "unanswered": (2, 4)}[failure]  # unanswered: as above
+    assert tries[0] <= sent.count("a2") <= tries[1]
+    assert (service.contacts[1009]["name"], service.contacts[1009]["surname"]) == ("a1", "Test User 2")
+    assert service.contacts[PEOPLE[0]]["name"] == "b3"
+
+
+def test_readme_sqs_function_on_a_fifo_queue_applies_held_back_edits_in_order_when_redelivered(load_sqs_function,
+                                                                                               service):
+    function = load_sqs_function(service.url)
+    first = [sqs_record("a1", {"id": 1009, "name": "a1", "groups": [99]}, group="1009"),
+             sqs_record("a2", {"id": 1009, "name": "a2"}, group="1009"),
+             sqs_record("a3", {"id": 1009, "name": "a3"}, group="1009")]
+    assert function.lambda_handler(sqs_event(*first), None) == failures("a1", "a2", "a3")
+    service.groups.add(99)  # the missing group is made; SQS delivers the three again, in order
+    again = [dict(record, attributes=dict(record["attributes"], ApproximateReceiveCount="2")) for record in first]
+    assert function.lambda_handler(sqs_event(*again), None) == failures()
+    assert sent_names(service) == ["a1", "a1", "a2", "a3"]
+    assert (service.contacts[1009]["name"], service.contacts[1009]["groups"]) == ("a3", [99])
+
+
+# ---------------------------------------------------------------------------
+# Both README handlers under the real Lambda runtime interface client
+# ---------------------------------------------------------------------------
+#
+# awslambdaric is what AWS's own Python base images run (`python -m awslambdaric
+# module.function`). It is a test-only dependency that .ci/run installs where it
+# can (it needs Python 3.10 or newer); these tests skip where it is missing. The
+# Runtime API it talks to is played here: one event, then a long poll that never
+# ends, as Lambda's is between invocations.
+
+RUNTIME_REQUEST_ID = "8476a536-e9f4-11e8-9739-2dfe598c3fcd"
+RUNTIME_FUNCTION_ARN = "arn:aws:lambda:eu-central-1:123456789012:function:edit-contacts"
+
+
+class RuntimeAPIHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        api = self.server
+        if self.path != "/2018-06-01/runtime/invocation/next":
+            self.reply(404, b'{"errorMessage": "not found"}')
+            return
+        with api.lock:
+            event, api.events = (api.events[0], api.events[1:]) if api.events else (None, [])
+        if event is None:
+            api.released.wait(30)  # no further invocation: the test stops the process meanwhile
+            self.close_connection = True
+            return
+        deadline = int(time.time() * 1000) + 60000
+        self.reply(200, json.dumps(event).encode("utf-8"), [
+            ("Lambda-Runtime-Aws-Request-Id", RUNTIME_REQUEST_ID),
+            ("Lambda-Runtime-Deadline-Ms", str(deadline)),
+            ("Lambda-Runtime-Invoked-Function-Arn", RUNTIME_FUNCTION_ARN),
+            ("Lambda-Runtime-Trace-Id", "Root=1-5bef4de7-ad49b0e87f6ef6c87fc2e700;Parent=9a9197af755a6419;Sampled=1"),
+        ])
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        with self.server.lock:
+            self.server.posts.append((self.path, body))
+        self.reply(202, b'{"status": "OK"}')
+        self.server.answered.set()
+
+    def reply(self, status, body, headers=()):
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in headers:
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format, *args):
+        pass
+
+
+class RuntimeAPI(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, *events):
+        super().__init__(("127.0.0.1", 0), RuntimeAPIHandler)
+        self.events = list(events)
+        self.posts = []
+        self.lock = threading.Lock()
+        self.answered = threading.Event()
+        self.released = threading.Event()
+        self.thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.released.set()
+        self.shutdown()
+        self.server_close()
+        self.thread.join(5)
+
+
+RUNTIME_CASES = {
+    # module: (the event, what the handler must answer, the names the service must have been sent)
+    "lambda_function": ({"id": 1009, "name": "Şule", "groups": [9, 15]},
+                        lambda answer: answer["ok"] is True and answer["contact"]["name"] == "Şule", ["Şule"]),
+    "sqs_function": (sqs_event(sqs_record("m1", {"id": 1009, "name": "Şule"}),
+                               sqs_record("m2", {"id": 4242, "name": "x"}), sqs_record("m3", "not json")),
+                     lambda answer: answer == failures("m2", "m3"), ["Şule", "x"]),
+}
+
+
+@pytest.mark.skipif(importlib.util.find_spec("awslambdaric") is None,
+                    reason="awslambdaric is not installed (.ci/run installs it on Python 3.10 and newer)")
+@pytest.mark.parametrize("module", list(RUNTIME_CASES))
+def test_readme_handlers_run_under_the_real_lambda_runtime_interface_client(module, service, tmp_path):
+    event, expected, names = RUNTIME_CASES[module]
+    task_root = tmp_path / "task"  # what the function's zip unpacks to, as /var/task
+    task_root.mkdir()
+    shutil.copy(MODULE, task_root)
+    (task_root / (module + ".py")).write_text(readme_handler_code(module), encoding="utf-8")
+    with RuntimeAPI(event) as api:
+        handler = module + ".lambda_handler"
+        env = dict(os.environ, **CREDENTIAL_ENV, ILETIMERKEZI_URL=service.url, _HANDLER=handler,
+                   AWS_LAMBDA_RUNTIME_API="127.0.0.1:%d" % api.server_address[1], LAMBDA_TASK_ROOT=str(task_root),
+                   PYTHONPATH=str(task_root), AWS_LAMBDA_FUNCTION_NAME="edit-contacts",
+                   AWS_LAMBDA_FUNCTION_MEMORY_SIZE="128", AWS_LAMBDA_FUNCTION_VERSION="$LATEST")
+        with open(tmp_path / "runtime.log", "wb") as log:
+            process = subprocess.Popen([sys.executable, "-m", "awslambdaric", handler], cwd=str(task_root), env=env,
+                                       stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+            try:
+                answered = api.answered.wait(20)
+            finally:
+                process.terminate()
+                try:
+                    process.wait(5)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(5)
+        output = (tmp_path / "runtime.log").read_text(encoding="utf-8", errors="replace")
+        assert answered, "the runtime posted nothing; its output:\n" + output
+        [(path, body)] = api.posts
+    assert path == f"/2018-06-01/runtime/invocation/{RUNTIME_REQUEST_ID}/response", (path, body, output)
+    assert expected(json.loads(body)), body
+    assert sent_names(service) == names
 
 
 # ---------------------------------------------------------------------------
@@ -3924,8 +4265,7 @@ def test_the_readme_zip_recipe_ships_byte_code_that_a_read_only_task_folder_uses
     task = tmp_path / "task"
     task.mkdir()
     shutil.copy(str(MODULE), str(task))
-    [handler] = [code for code in re.findall(r"```python\n(.*?)```", readme, re.DOTALL) if "def lambda_handler" in code]
-    (task / "lambda_function.py").write_text(handler, encoding="utf-8")
+    (task / "lambda_function.py").write_text(readme_handler_code("lambda_function"), encoding="utf-8")
     subprocess.run([sys.executable, "-m", "compileall", *options.split(), str(task)], check=True, timeout=60)
     for source in task.glob("*.py"):  # unzipping gives the files other times than they were compiled with
         os.utime(str(source), (946684800, 946684800))

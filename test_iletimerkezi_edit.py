@@ -3206,6 +3206,29 @@ def run_cli(args, env_extra=None, module=False):
 CREDENTIAL_ENV = {"ILETIMERKEZI_KEY": KEY, "ILETIMERKEZI_SECRET": SECRET}
 
 
+@pytest.fixture
+def run_main(monkeypatch, capsys):
+    """``run_cli`` in this process: ``ie.main(args)`` with the streams captured, for what a real process is not
+    needed for (usage errors, --help, dry runs). The same environment rule (only ``env_extra``'s ILETIMERKEZI_
+    variables), the same checks, the same ``(code, stdout, stderr)``."""
+
+    def run(args, env_extra=None):
+        for name in list(os.environ):
+            if name.startswith("ILETIMERKEZI_"):
+                monkeypatch.delenv(name)
+        for name, value in (env_extra or {}).items():
+            monkeypatch.setenv(name, value)
+        capsys.readouterr()
+        code = ie.main(list(args))
+        stdout, stderr = capsys.readouterr()
+        for secret in (SECRET, HASH):
+            assert secret not in stdout and secret not in stderr
+        assert "Traceback" not in stderr
+        return code, stdout, stderr
+
+    return run
+
+
 @pytest.mark.parametrize("module", [False, True], ids=["script", "module"])
 def test_cli_dry_run_prints_the_request_without_credentials_or_network(module):
     code, stdout, stderr = run_cli(["--dry-run"] + SAMPLE_ARGS, module=module)
@@ -3219,15 +3242,15 @@ def test_cli_dry_run_prints_the_request_without_credentials_or_network(module):
     assert [f.findtext("value") for f in contact.iter("custom_field")] == ["27/09/2024", "cip"]
 
 
-def test_cli_dry_run_shows_the_key_but_never_the_hash():
-    code, stdout, _ = run_cli(["--dry-run", "--id", "1", "--name", "x"], CREDENTIAL_ENV)
+def test_cli_dry_run_shows_the_key_but_never_the_hash(run_main):
+    code, stdout, _ = run_main(["--dry-run", "--id", "1", "--name", "x"], CREDENTIAL_ENV)
     assert code == 0
     root = ET.fromstring(stdout.encode("utf-8"))
     assert (root.findtext("authentication/key"), root.findtext("authentication/hash")) == (KEY, "REDACTED")
 
 
-def test_cli_clear_flags_send_empty_elements():
-    code, stdout, _ = run_cli(["--dry-run", "--id", "1", "--name", "", "--clear-fields", "--clear-groups"])
+def test_cli_clear_flags_send_empty_elements(run_main):
+    code, stdout, _ = run_main(["--dry-run", "--id", "1", "--name", "", "--clear-fields", "--clear-groups"])
     assert code == 0
     contact = ET.fromstring(stdout.encode("utf-8")).find("contact")
     assert [child.tag for child in contact] == ["id", "name", "custom_fields", "groups"]
@@ -3260,8 +3283,8 @@ def test_main_returns_exit_codes_instead_of_exiting(capsys):
         (["--id", "1", "--retries", "two"], CREDENTIAL_ENV, "--retries"),
     ],
 )
-def test_cli_bad_usage_or_input_exits_2(args, env, named):
-    code, stdout, stderr = run_cli(args, env)
+def test_cli_bad_usage_or_input_exits_2(run_main, args, env, named):
+    code, stdout, stderr = run_main(args, env)
     assert (code, stdout) == (2, "")
     assert named in stderr and stderr.count("\n") == 1
 
@@ -3366,7 +3389,7 @@ def test_cli_verbose_logs_each_attempt_without_the_hash():
     assert re.findall(r"attempt ([0-9]) of 3: HTTP ([0-9]+)", stderr) == [("1", "503"), ("2", "200")]
 
 
-def test_cli_v_logs_the_attempts_without_personal_data_and_vv_adds_the_bodies(service):
+def test_cli_v_logs_the_attempts_without_personal_data_and_vv_adds_the_bodies(service, run_main):
     args = ["--id", "1009", "--name", PERSONAL["name"], "--gsm", PERSONAL["gsm"], "--url", service.url]
     code, _, stderr = run_cli(args + ["-v"], CREDENTIAL_ENV)
     assert code == 0 and re.fullmatch(
@@ -3376,15 +3399,15 @@ def test_cli_v_logs_the_attempts_without_personal_data_and_vv_adds_the_bodies(se
     attempt, bodies = stderr.splitlines()
     assert code == 0 and attempt.endswith(" ms") and PERSONAL["gsm"] not in attempt
     assert PERSONAL["name"] in bodies and PERSONAL["gsm"] in bodies and "<hash>REDACTED</hash>" in bodies
-    assert "-vv adds the request and answer bodies" in " ".join(run_cli(["--help"])[1].split())
+    assert "-vv adds the request and answer bodies" in " ".join(run_main(["--help"])[1].split())
 
 
-def test_the_cli_takes_a_proxy_and_never_prints_its_password(tls_service, certificates):
+def test_the_cli_takes_a_proxy_and_never_prints_its_password(tls_service, certificates, run_main):
     with ConnectProxy(refuse=407, reason=f"No {PROXY_PASSWORD}") as proxy:
         proxy_url = proxy.url.replace("http://", f"http://{PROXY_CREDENTIALS}@")
         code, stdout, stderr = run_cli(["--id", "1009", "--name", "x", "--url", tls_service.url, "--proxy",
                                         proxy_url, "-v"], CREDENTIAL_ENV)
-        bad_code, bad_stdout, bad_stderr = run_cli(["--id", "1009", "--name", "x", "--dry-run", "--proxy",
+        bad_code, bad_stdout, bad_stderr = run_main(["--id", "1009", "--name", "x", "--dry-run", "--proxy",
                                                     f"ftp://{PROXY_CREDENTIALS}@h:1"])
     assert code == 3 and f"127.0.0.1:{proxy.port}" in stderr and "407" in stderr
     assert bad_code == 2 and "proxy must start with http://" in bad_stderr
@@ -3576,19 +3599,20 @@ def test_cli_a_csv_line_that_cannot_be_read_is_one_bad_record(service, tmp_path)
         ([], "id", "--id (one contact) or --input (many) is required"),
     ],
 )
-def test_cli_bulk_usage_and_unreadable_input_exit_2_before_anything_is_sent(service, tmp_path, args, header, message):
+def test_cli_bulk_usage_and_unreadable_input_exit_2_before_anything_is_sent(service, tmp_path, run_main, args, header,
+                                                                          message):
     source = tmp_path / "in.csv"
     source.write_text(header + "\n5000,x\n", encoding="utf-8")
     args = [arg.replace("{path}", str(source)) for arg in args]
-    code, _, stderr = run_cli(args + ["--url", service.url], CREDENTIAL_ENV)
+    code, _, stderr = run_main(args + ["--url", service.url], CREDENTIAL_ENV)
     assert code == 2 and message in stderr, stderr
     assert service.requests == []
 
 
-def test_cli_field_columns_named_twice_in_two_spellings_exit_2(service, tmp_path):
+def test_cli_field_columns_named_twice_in_two_spellings_exit_2(service, tmp_path, run_main):
     source = tmp_path / "in.csv"
     source.write_text("id,field:1,field:01\n5000,a,b\n", encoding="utf-8")
-    code, _, stderr = run_cli(["--input", str(source), "--url", service.url], CREDENTIAL_ENV)
+    code, _, stderr = run_main(["--input", str(source), "--url", service.url], CREDENTIAL_ENV)
     assert code == 2 and "named twice" in stderr and service.requests == []
 
 

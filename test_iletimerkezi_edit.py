@@ -886,7 +886,7 @@ def test_any_bad_id_is_a_validation_error_and_a_bulk_run_goes_on(service, value)
     with ie.Session(CREDS, url=service.url) as session:
         for workers in (1, 3):
             results = session.edit_contacts([ie.Contact(1009, name="a"), ie.Contact(value, name="b"),
-                                             ie.Contact(1009, name="c")], workers=workers)
+                                             ie.Contact(PEOPLE[0], name="c")], workers=workers)
             assert [type(result).__name__ for result in results] == ["Response", "ValidationError", "Response"]
 
 
@@ -2195,7 +2195,7 @@ def test_a_name_lookup_in_flight_at_fork_does_not_stall_the_child(monkeypatch, s
     parent = threading.Thread(target=edit_in_parent)
     parent.start()
     assert slow.wait(5)
-    got = in_a_child(lambda: ie.edit_contact(CREDS, ie.Contact(1009, name="c"), url=url, timeout=2).contact.name)
+    got = in_a_child(lambda: ie.edit_contact(CREDS, ie.Contact(PEOPLE[0], name="c"), url=url, timeout=2).contact.name)
     parent.join()
     assert got == "c"
     assert eventually(lambda: not lookup_threads())  # the parent's lookup ends too, and is shared with no later test
@@ -2582,7 +2582,8 @@ def test_no_frame_of_any_failure_holds_the_secret_or_the_hash(quick_backoff, nam
         if via == "bulk":
             with ie.Session(credentials, url=url, timeout=0.4, retries=1) as session:
                 [error] = session.edit_contacts([contact], workers=1)
-                [other] = session.edit_contacts([contact] * 2, workers=2)[1:]  # from a worker thread
+                # Two contacts side by side: the second's error comes from a worker thread.
+                [other] = session.edit_contacts([contact, ie.Contact(PEOPLE[0], name=contact.name)], workers=2)[1:]
             assert isinstance(error, ie.IletiMerkeziError) and isinstance(other, ie.IletiMerkeziError)
             errors = [error, other]
         else:
@@ -2938,7 +2939,7 @@ def test_threads_sharing_a_session_each_get_their_own_answer(service):
             for number in range(first, 80, 8):
                 name = f"t{number}"
                 try:
-                    if session.edit_contact(ie.Contact(1009, name=name)).contact.name != name:
+                    if session.edit_contact(ie.Contact(PEOPLE[number], name=name)).contact.name != name:
                         failures.append(f"{name}: crossed answer")
                 except ie.IletiMerkeziError as error:
                     failures.append(f"{name}: {error!r}")
@@ -2983,14 +2984,14 @@ def test_bulk_results_keep_input_order_whatever_order_answers_come_in(service):
 
 def test_each_contact_ends_in_its_own_result_and_one_failure_stops_nothing(quick_backoff, service):
     service.dropped_names.add("drop")
-    contacts = [
-        ie.Contact(1009, name="first"),
+    contacts = [  # contacts of their own, so that the workers edit them side by side
+        ie.Contact(PEOPLE[0], name="first"),
         ie.Contact(4242, name="nobody"),
-        ie.Contact(1009, email=7),
+        ie.Contact(PEOPLE[1], email=7),
         "not a contact",
-        ie.Contact(1009, name="drop"),
-        ie.Contact(1009, groups=[99]),
-        ie.Contact(1009, name="last"),
+        ie.Contact(PEOPLE[2], name="drop"),
+        ie.Contact(PEOPLE[3], groups=[99]),
+        ie.Contact(PEOPLE[4], name="last"),
     ]
     for workers in (1, 3):
         service.requests.clear()
@@ -3029,7 +3030,7 @@ def test_one_worker_uses_one_connection_and_the_calling_thread(service):
             return original(contact)
 
         session.edit_contact = recording
-        session.edit_contacts(named(6))
+        session.edit_contacts(people(6))  # six contacts that more workers could edit side by side
     assert threads == {threading.current_thread()}
     assert (service.connections, service.most_in_flight) == (1, 1)
 

@@ -92,55 +92,9 @@ SAMPLE_RESPONSE = b"""<?xml version="1.0" encoding="UTF-8"?>
 </response>
 """
 
-# Strings that hand-written XML gets wrong; each must come back unchanged.
-TRICKY_STRINGS = [
-    "plain",
-    "",
-    "  leading and trailing  ",
-    "tab\there",
-    "new\nline",
-    "cr\rhere",
-    "crlf\r\nend",
-    "\r",
-    "\r\n\r\n",
-    "]]>",
-    "a]]>b]]>c",
-    "]]",
-    "]",
-    "]]]>>",
-    "x]]>\ry",
-    "<![CDATA[inner]]>",
-    "& &amp; &#13; <tag> \"double\" 'single'",
-    "Şükrü Çağlar İĞÜÖ ığüşöç",
-    "emoji 😀 and 𝄞 non-BMP",
-    "\x7f\x85\u2028\ufffd\ue000\U0010ffff",
-    "\t\n\r ",
-]
-TEXT_FIELDS = ["name", "surname", "email", "gsm", "custom_field_value"]
-NOT_XML_CHARACTERS = ["\x00", "\x01", "\x08", "\x0b", "\x0c", "\x0e", "\x1f", "\ufffe", "\uffff", "\ud800", "\udfff"]
-
-
-def contact_with(field, value):
-    """A contact whose text field ``field`` holds ``value``."""
-    if field == "custom_field_value":
-        return ie.Contact(1009, custom_fields=[ie.CustomField(1, value)])
-    return ie.Contact(1009, **{field: value})
-
-
-def sent_text(document, field):
-    """The text of ``field`` in a request document, as xml.etree reads it."""
-    path = "contact/custom_fields/custom_field/value" if field == "custom_field_value" else "contact/" + field
-    element = ET.fromstring(document).find(path)
-    assert element is not None, path
-    return element.text or ""
-
-
-def field_path(field):
-    return "contact.custom_fields[0].value" if field == "custom_field_value" else "contact." + field
-
 
 # ---------------------------------------------------------------------------
-# A local server that behaves like api.iletimerkezi.com
+# A local server that behaves like api.iletimerkezi.com, and what every section shares
 # ---------------------------------------------------------------------------
 
 
@@ -191,6 +145,12 @@ def http_answer(status, payload, content_type="text/xml; charset=utf-8", extra=(
     ]
     head += [f"{name}: {value}" for name, value in extra]
     return ("\r\n".join(head) + "\r\n\r\n").encode("utf-8") + payload
+
+
+RETRY_NOW = (("Retry-After", "0"),)
+
+
+PEOPLE = range(5000, 6000)  # contact ids the fake service knows besides 1009
 
 
 class FakeService:
@@ -322,6 +282,7 @@ class FakeHandler(http.server.BaseHTTPRequestHandler):
 
 class FakeHTTPServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 64  # workers that connect at once are not made to wait for a SYN sent again a second later
 
     def get_request(self):
         request = super().get_request()
@@ -344,7 +305,7 @@ def running(service, bind="127.0.0.1", tls=None):
     if tls is not None:
         # The handshake happens on first read, in the handler's thread, not in accept().
         server.socket = tls.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.005}, daemon=True)
     thread.start()
     scheme = "http" if tls is None else "https"
     service.url = f"{scheme}://{bind}:{server.server_address[1]}{PATH}"
@@ -378,8 +339,8 @@ class LoopbackListener:
         self.released = threading.Event()
         self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(16)
-        self.listener.settimeout(0.02)  # so that the accept loop notices release
+        self.listener.listen(64)
+        self.listener.settimeout(0.005)  # so that the accept loop notices release
         self.port = self.listener.getsockname()[1]
         self.threads = [threading.Thread(target=self._accept, daemon=True)]
 
@@ -501,6 +462,43 @@ def unused_port():
         return probe.getsockname()[1]
 
 
+def eventually(condition, seconds=5.0):
+    """Whether ``condition()`` holds within ``seconds``: servers see closes a moment after clients make them."""
+    ends = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > ends:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def named(count, prefix="n"):
+    """Edits of one contact (1009): a bulk run sends them one after another, in input order."""
+    return [ie.Contact(1009, name=f"{prefix}{number}") for number in range(count)]
+
+
+def people(count, prefix="p"):
+    """Edits of ``count`` different contacts: a bulk run may send them side by side."""
+    return [ie.Contact(PEOPLE[number], name=f"{prefix}{number}") for number in range(count)]
+
+
+@pytest.fixture
+def quick_backoff(monkeypatch):
+    """Waits between tries of about 10 ms, so that fault tests take the time of their timeouts only."""
+    monkeypatch.setattr(ie._RetryPolicy, "BACKOFF_FIRST", 0.01)
+
+
+def edit_once(via, credentials, contact, **options):
+    """One edit through the function or through a new Session: both must keep the same rules."""
+    if via == "function":
+        return ie.edit_contact(credentials, contact, **options)
+    with ie.Session(credentials, **options) as session:
+        return session.edit_contact(contact)
+
+
+VIAS = ["function", "session"]
+
+
 def test_fake_service_speaks_like_the_real_one(service):
     """Guards the other tests: the fake must send UTF-8 reason phrases and mirrored codes."""
     port = int(service.url.split(":")[2].split("/")[0])
@@ -516,6 +514,66 @@ def test_fake_service_speaks_like_the_real_one(service):
     assert status_line == "HTTP/1.1 400 İstek çözümlenemedi".encode("utf-8")
     assert b"content-type: text/xml; charset=utf-8" in answer.lower()
     assert b"<code>400</code>" in answer
+
+
+# ---------------------------------------------------------------------------
+# The module as a whole: what importing it costs, its type hints, its errors
+# ---------------------------------------------------------------------------
+
+
+def test_importing_the_module_loads_none_of_the_command_line_s_own_modules():
+    code = (
+        "import sys; import iletimerkezi_edit as ie; "
+        "ie.build_request(ie.Credentials.from_secret('k', 's'), ie.Contact(1, name='x')); "
+        f"ie.parse_response({SAMPLE_RESPONSE!r}); "
+        "heavy = ['concurrent.futures', 'asyncio', 'argparse', 'json', 'csv', 'zipfile']; "
+        "print(' '.join(name for name in heavy if name in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-S", "-c", code], cwd=str(HERE), stdout=subprocess.PIPE, check=True)
+    assert done.stdout.decode().strip() == ""
+
+
+def test_type_hints_of_every_public_name_resolve():
+    script = """
+import inspect, sys, typing
+import iletimerkezi_edit as ie
+resolved = 0
+for name in ie.__all__:
+    value = getattr(ie, name)
+    if not (inspect.isfunction(value) or inspect.isclass(value)):
+        continue  # constants, and the type alias Result
+    targets = [value]
+    if inspect.isclass(value):
+        targets += [member for _, member in inspect.getmembers(value, inspect.isfunction)]
+        targets += [member.__func__ for _, member in inspect.getmembers(value, inspect.ismethod)]
+    for target in targets:
+        typing.get_type_hints(target)
+        resolved += 1
+hints = typing.get_type_hints(ie.edit_contact)
+import ssl
+assert hints["ssl_context"] == typing.Optional[ssl.SSLContext], hints["ssl_context"]
+assert typing.get_type_hints(ie.Session.__init__)["proxy"] == typing.Optional[str]
+print(resolved)
+"""
+    done = subprocess.run([sys.executable, "-c", script], cwd=str(HERE), stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, timeout=60)
+    assert done.returncode == 0, done.stderr.decode()
+    assert int(done.stdout) > 30
+
+
+def test_validation_error_is_a_value_error():
+    assert issubclass(ie.ValidationError, ValueError)
+    assert issubclass(ie.ValidationError, ie.IletiMerkeziError)
+
+
+def test_errors_survive_pickling_for_multiprocessing():
+    import pickle
+
+    for error in (ie.APIError(463, "Böyle bir grup bulunamadı.", 463), ie.AuthenticationError(401, "x", 401),
+                  ie.ProxyError("127.0.0.1:3128", 407, "Proxy Authentication Required", "api:443"),
+                  ie.ResponseError("not XML", 502), ie.TransportError("no answer"), ie.ValidationError("bad")):
+        copy = pickle.loads(pickle.dumps(error))
+        assert (type(copy), str(copy), vars(copy)) == (type(error), str(error), vars(error))
 
 
 # ---------------------------------------------------------------------------
@@ -566,34 +624,6 @@ def test_an_upper_case_hash_is_kept_and_sent_in_lower_case(service):
         assert credentials.hash == HASH and credentials == CREDS
         assert ie.edit_contact(credentials, ie.Contact(1009, name="x"), url=service.url).status.code == 200
     assert all(f"<hash>{HASH}</hash>".encode() in body for _, _, body in service.requests)
-
-
-def test_type_hints_of_every_public_name_resolve():
-    script = """
-import inspect, sys, typing
-import iletimerkezi_edit as ie
-resolved = 0
-for name in ie.__all__:
-    value = getattr(ie, name)
-    if not (inspect.isfunction(value) or inspect.isclass(value)):
-        continue  # constants, and the type alias Result
-    targets = [value]
-    if inspect.isclass(value):
-        targets += [member for _, member in inspect.getmembers(value, inspect.isfunction)]
-        targets += [member.__func__ for _, member in inspect.getmembers(value, inspect.ismethod)]
-    for target in targets:
-        typing.get_type_hints(target)
-        resolved += 1
-hints = typing.get_type_hints(ie.edit_contact)
-import ssl
-assert hints["ssl_context"] == typing.Optional[ssl.SSLContext], hints["ssl_context"]
-assert typing.get_type_hints(ie.Session.__init__)["proxy"] == typing.Optional[str]
-print(resolved)
-"""
-    done = subprocess.run([sys.executable, "-c", script], cwd=str(HERE), stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, timeout=60)
-    assert done.returncode == 0, done.stderr.decode()
-    assert int(done.stdout) > 30
 
 
 @pytest.mark.parametrize("bad_hash", ["", "abc", "g" * 64, HASH + "0", " " + HASH, SECRET])
@@ -651,8 +681,55 @@ def test_from_env_reads_os_environ_by_default(monkeypatch):
 
 
 # ---------------------------------------------------------------------------
-# build_request
+# build_request: the contact checked and written as XML
 # ---------------------------------------------------------------------------
+
+
+# Strings that hand-written XML gets wrong; each must come back unchanged.
+TRICKY_STRINGS = [
+    "plain",
+    "",
+    "  leading and trailing  ",
+    "tab\there",
+    "new\nline",
+    "cr\rhere",
+    "crlf\r\nend",
+    "\r",
+    "\r\n\r\n",
+    "]]>",
+    "a]]>b]]>c",
+    "]]",
+    "]",
+    "]]]>>",
+    "x]]>\ry",
+    "<![CDATA[inner]]>",
+    "& &amp; &#13; <tag> \"double\" 'single'",
+    "Şükrü Çağlar İĞÜÖ ığüşöç",
+    "emoji 😀 and 𝄞 non-BMP",
+    "\x7f\x85\u2028\ufffd\ue000\U0010ffff",
+    "\t\n\r ",
+]
+TEXT_FIELDS = ["name", "surname", "email", "gsm", "custom_field_value"]
+NOT_XML_CHARACTERS = ["\x00", "\x01", "\x08", "\x0b", "\x0c", "\x0e", "\x1f", "\ufffe", "\uffff", "\ud800", "\udfff"]
+
+
+def contact_with(field, value):
+    """A contact whose text field ``field`` holds ``value``."""
+    if field == "custom_field_value":
+        return ie.Contact(1009, custom_fields=[ie.CustomField(1, value)])
+    return ie.Contact(1009, **{field: value})
+
+
+def sent_text(document, field):
+    """The text of ``field`` in a request document, as xml.etree reads it."""
+    path = "contact/custom_fields/custom_field/value" if field == "custom_field_value" else "contact/" + field
+    element = ET.fromstring(document).find(path)
+    assert element is not None, path
+    return element.text or ""
+
+
+def field_path(field):
+    return "contact.custom_fields[0].value" if field == "custom_field_value" else "contact." + field
 
 
 def test_request_document_has_the_documented_shape():
@@ -792,6 +869,28 @@ def test_a_session_edits_a_contact_whose_id_came_from_pandas(service):
         assert session.edit_contact(ie.Contact(IndexOnly(1009), name="Pandas")).contact.id == 1009
 
 
+class RaisingIndex:
+    def __index__(self):
+        raise ValueError("no")
+
+
+class BoolIndex:
+    def __index__(self):
+        return True
+
+
+@pytest.mark.parametrize("value", [10**5000, RaisingIndex(), BoolIndex(), [[[[1]]]], float("nan")],
+                         ids=["huge", "raising __index__", "__index__ gives True", "nested", "nan"])
+def test_any_bad_id_is_a_validation_error_and_a_bulk_run_goes_on(service, value):
+    with pytest.raises(ie.ValidationError, match="contact.id must be a positive integer"):
+        ie.build_request(CREDS, ie.Contact(value, name="x"))
+    with ie.Session(CREDS, url=service.url) as session:
+        for workers in (1, 3):
+            results = session.edit_contacts([ie.Contact(1009, name="a"), ie.Contact(value, name="b"),
+                                             ie.Contact(PEOPLE[0], name="c")], workers=workers)
+            assert [type(result).__name__ for result in results] == ["Response", "ValidationError", "Response"]
+
+
 def test_none_leaves_elements_out():
     root = ET.fromstring(ie.build_request(CREDS, ie.Contact(1009)))
     assert [child.tag for child in root.find("contact")] == ["id"]
@@ -834,13 +933,43 @@ def test_build_request_wants_credentials():
         ie.build_request((KEY, HASH), ie.Contact(1, name="x"))
 
 
-def test_validation_error_is_a_value_error():
-    assert issubclass(ie.ValidationError, ValueError)
-    assert issubclass(ie.ValidationError, ie.IletiMerkeziError)
+XML_CHAR = re.compile("[\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]*")
+UNICODE_POOLS = [
+    (0x20, 0x7E), (0x00, 0x1F), (0x7F, 0x9F), (0xA0, 0x17F), (0x2000, 0x206F), (0xD7F0, 0xE010),
+    (0xFFF0, 0xFFFF), (0x10000, 0x10FFFF), (0x1F600, 0x1F64F),
+]
+UNICODE_PIECES = ["]]>", "]]", "\r\n", "\r", "&", "<", ">", "<![CDATA[", "&amp;", "İı", "Şş", "Ğğ"]
+
+
+def random_text(rng):
+    pieces = []
+    for _ in range(rng.randint(0, 12)):
+        if rng.random() < 0.2:
+            pieces.append(rng.choice(UNICODE_PIECES))
+        else:
+            low, high = rng.choice(UNICODE_POOLS)
+            pieces.append(chr(rng.randint(low, high)))
+    return "".join(pieces)
+
+
+def test_random_unicode_is_sent_exactly_or_refused():
+    rng = random.Random(7)
+    sent = refused = 0
+    for _ in range(4000):
+        field, value = rng.choice(TEXT_FIELDS), random_text(rng)
+        contact = contact_with(field, value)
+        if XML_CHAR.fullmatch(value):
+            assert sent_text(ie.build_request(CREDS, contact), field) == value, (field, value)
+            sent += 1
+        else:
+            with pytest.raises(ie.ValidationError, match=re.escape(field_path(field))):
+                ie.build_request(CREDS, contact)
+            refused += 1
+    assert sent > 1000 and refused > 1000
 
 
 # ---------------------------------------------------------------------------
-# parse_response
+# parse_response: what the server answers, read
 # ---------------------------------------------------------------------------
 
 
@@ -962,6 +1091,313 @@ def test_anything_but_a_response_document_is_a_response_error(name):
     assert "HTTP 502" in str(caught.value)
 
 
+BILLION_LAUGHS = b"""<?xml version="1.0"?>
+<!DOCTYPE response [
+  <!ENTITY a "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa">
+  <!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">
+  <!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;">
+  <!ENTITY d "&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;">
+  <!ENTITY e "&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;">
+  <!ENTITY f "&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;">
+]>
+<response><status><code>200</code><message>&f;</message></status></response>
+"""
+EXTERNAL_ENTITY = b"""<?xml version="1.0" encoding="UTF-8"?>
+<!DOCTYPE response [<!ENTITY leak SYSTEM "file:///etc/passwd">]>
+<response><status><code>200</code><message>&leak;</message></status></response>
+"""
+HIDDEN_DOCTYPE = b"""<?xml version="1.0"?><!-- <x --><?pi <!-- ?><!DOCTYPE response [<!ENTITY e "x">]>
+<response><status><code>200</code><message>&e;</message></status></response>
+"""
+
+
+SUCCESS_WITH_ENTITY = '<!DOCTYPE response [<!ENTITY ok "200">]><response><status><code>&ok;</code></status></response>'
+SUCCESS = "<response><status><code>200</code><message>c</message></status></response>"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        ('<?xml version="1.0" encoding="UTF-16"?>' + SUCCESS).encode("utf-16"),
+        ('<?xml version="1.0" encoding="UTF-16LE"?>' + SUCCESS).encode("utf-16-le"),
+        b'<?xml version="1.0" encoding="windows-1254"?>' + SUCCESS_WITH_ENTITY.encode("windows-1254"),
+        b'<?xml version="1.0" encoding="ISO-8859-1"?>' + SUCCESS.replace("c", "ç").encode("utf-8"),
+        SUCCESS_WITH_ENTITY.encode(),
+    ],
+    ids=["utf-16", "utf-16 without bom", "turkish code page with a dtd", "latin-1", "harmless dtd"],
+)
+def test_only_utf8_without_a_dtd_is_parsed(body):
+    # Each would parse as a success without the checks: the real server sends UTF-8, and only UTF-8 is read.
+    with pytest.raises(ie.ResponseError, match="only UTF-8|DTD"):
+        ie.parse_response(body, 200)
+
+
+def test_doctype_like_text_inside_cdata_or_a_comment_is_accepted():
+    body = SAMPLE_RESPONSE.replace(b"<name>API</name>", b"<name><![CDATA[<!DOCTYPE x>]]></name><!-- <!ENTITY -->")
+    assert ie.parse_response(body, 200).contact.name == "<!DOCTYPE x>"
+
+
+@pytest.mark.parametrize("declared", ["UTF-8", "utf-8", "US-ASCII", None])
+def test_utf8_and_ascii_declarations_and_a_bom_are_accepted(declared):
+    declaration = b"" if declared is None else b'<?xml version="1.0" encoding="%s"?>' % declared.encode()
+    body = b"\xef\xbb\xbf" + declaration + SAMPLE_RESPONSE.split(b"?>", 1)[1]
+    assert ie.parse_response(body, 200).contact.id == 1009
+
+
+def just_under_the_cap(head, unit, tail=b""):
+    return head + unit * ((ie._MAX_RESPONSE_BYTES - len(head) - len(tail)) // len(unit)) + tail
+
+
+# Answers of nearly 1 MiB that a hostile or broken server could send: each must be refused (or parsed) in a
+# time linear in its size. A regex pre-scan took 47 s on the first three at 128 KiB.
+HOSTILE_MIB = {
+    "doctype, unterminated processing instructions": just_under_the_cap(b"<!DOCTYPE ", b"<?"),
+    "doctype, unterminated comments": just_under_the_cap(b"<!DOCTYPE ", b"<!--"),
+    "doctype, unterminated cdata": just_under_the_cap(b"<!DOCTYPE ", b"<![CDATA["),
+    "comments, then a doctype": just_under_the_cap(b"<?xml version='1.0'?>", b"<!-- -->", b"<!DOCTYPE r []><r/>"),
+    "declaration of endless encodings": just_under_the_cap(b'<?xml version="1.0" ', b"encoding='"),
+    "deep nesting": just_under_the_cap(b"<response>", b"<a>"),
+    "many groups": just_under_the_cap(b"<response><status><code>200</code></status><contact><id>1009</id><groups>",
+                                      b"<id>12</id>", b"</groups></contact></response>"),
+    "many undefined entities": just_under_the_cap(b"<response><status><code>", b"&x;"),
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_MIB))
+def test_any_answer_up_to_the_cap_is_parsed_or_refused_in_linear_time(name):
+    body = HOSTILE_MIB[name]
+    assert len(body) <= ie._MAX_RESPONSE_BYTES
+    started = time.monotonic()
+    with pytest.raises(ie.ResponseError, match="DTD|well-formed|encoding|elements"):
+        ie.parse_response(body, 200)
+    # It takes some milliseconds here (the benchmark prints the figure); the bound only tells linear from
+    # quadratic, which took minutes.
+    assert time.monotonic() - started < 10
+
+
+def test_a_large_but_sane_answer_is_parsed_and_an_absurd_one_refused():
+    def with_groups(count):
+        groups = b"".join(b"<id>%d</id>" % number for number in range(1, count + 1))
+        return SAMPLE_RESPONSE.replace(b"<groups>\n      <id>9</id>\n      <id>12</id>\n    </groups>",
+                                       b"<groups>" + groups + b"</groups>")
+
+    assert len(ie.parse_response(with_groups(5000), 200).contact.groups) == 5000
+    with pytest.raises(ie.ResponseError, match="more than 20000 elements"):
+        ie.parse_response(with_groups(20000), 200)
+    sixteen_deep = b"<response><status><code>200</code></status>" + b"<x>" * 15 + b"</x>" * 15 + b"</response>"
+    assert ie.parse_response(sixteen_deep, 200).status.code == 200
+    with pytest.raises(ie.ResponseError, match="deeper than 16"):
+        ie.parse_response(sixteen_deep.replace(b"<x>", b"<x><y>", 1).replace(b"</x>", b"</y></x>", 1), 200)
+
+
+FUZZ_SEEDS = [
+    SAMPLE_RESPONSE,
+    response_document(465),
+    response_document(200, FakeService().contacts[1009]),
+    b"\xef\xbb\xbf" + SAMPLE_RESPONSE.replace(b"<name>API</name>", b"<name><![CDATA[A]]>PI]]></name><surname/>"),
+]
+FUZZ_TOKENS = [
+    b"<", b">", b"&", b"&amp;", b"&#0;", b"&#xD800;", b"&#x10FFFF;", b"&e;", b"]]>", b"<![CDATA[", b"<!--", b"-->",
+    b"<?pi ?>", b"<!DOCTYPE response>", b'<!DOCTYPE r [<!ENTITY e "x">]>', b"<!ENTITY e 'x'>",
+    b'<?xml version="1.0" encoding="latin-1"?>', b"\x00", b"\xff", b"\xc4", b"\xe2\x80", b"\r\n", b"9" * 25,
+    b"-1", b" ", b"</contact>", b"<contact>", b"<id>", b"</id>", b"<status>", b"</status>", b"<code>200</code>",
+    b"<code>503</code>", b"<response>", b"</response>", b"<custom_field>", b"<groups>", b"\xd9\xa3",
+]
+
+
+def mutate(rng, document):
+    data = bytearray(document)
+    for _ in range(rng.choice([1, 1, 1, 2, 3])):
+        where = rng.randrange(len(data) + 1)
+        operation = rng.choice([0, 0, 1, 1, 2, 2, 3, 3, 4, 5, 5])
+        if operation == 0 and data:
+            data[min(where, len(data) - 1)] = rng.randrange(256)
+        elif operation == 1:
+            data[where:where] = rng.choice(FUZZ_TOKENS)
+        elif operation == 2:
+            del data[where:where + rng.randint(1, 40)]
+        elif operation == 3:
+            data[where:where] = data[where:where + rng.randint(1, 80)]
+        elif operation == 4:
+            del data[where:]
+        else:
+            data = bytearray(re.sub(rb"[0-9]+", lambda found: str(rng.choice([0, 1, 200, 503, 2**63, 10**30])).encode(),
+                                    bytes(data), count=1))
+    return bytes(data)
+
+
+# The default run tries one seed; `pytest -m soak` tries more (24,000 answers each).
+@pytest.mark.parametrize("seed", [20261128, *(pytest.param(seed, marks=pytest.mark.soak) for seed in (1, 2, 3, 4))])
+def test_mutated_answers_raise_only_documented_errors(seed):
+    rng = random.Random(seed)
+    outcomes = collections.Counter()
+    for case in range(24000):
+        body = mutate(rng, rng.choice(FUZZ_SEEDS))
+        http_status = rng.choice([None, 200, 200, 200, 503])
+        try:
+            response = ie.parse_response(body, http_status)
+        except (ie.APIError, ie.ResponseError) as error:
+            outcomes[type(error).__name__] += 1
+            continue
+        except Exception as error:  # noqa: BLE001 - anything else is the failure this test looks for
+            pytest.fail(f"case {case}: {type(error).__name__}: {error} for {body!r}")
+        assert response.status.code == 200 and http_status in (None, 200)
+        assert response.contact is None or isinstance(response.contact.id, int)
+        outcomes["Response"] += 1
+    # The corpus exercises every outcome, so the test can tell when parsing breaks.
+    assert min(outcomes[kind] for kind in ("Response", "APIError", "ResponseError")) > 500, outcomes
+
+
+# ---------------------------------------------------------------------------
+# Settings: URL, timeout, retries, TLS context and proxy, checked before anything is sent
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url, message",
+    [
+        ("http://api.iletimerkezi.com/v1/edit-contact", "must use https://"),
+        ("http://example.invalid/v1/edit-contact", "must use https://"),
+        ("http://127.0.0.1.example.com/", "must use https://"),
+        ("ftp://127.0.0.1/", "must start with https://"),
+        ("api.iletimerkezi.com/v1/edit-contact", "must start with https://"),
+        ("https:///v1/edit-contact", "no host"),
+        ("https://user:pass@api.iletimerkezi.com/v1/edit-contact", "user name or password"),
+        ("https://api.iletimerkezi.com:99999/", "invalid port"),
+        ("https://api.iletimerkezi.com:0/", "invalid port"),
+        ("https://api.iletimerkezi.com:x/", "invalid port"),
+        ("https://[::1/v1/edit-contact", "malformed"),
+        ("https://" + "a" * 64 + ".com/", "not a valid host name"),
+        ("https://api..iletimerkezi.com/", "not a valid host name"),
+        ("http://127.0.0.1/yol/ş", "must be ASCII"),
+        ("https://iletimerkezi.çom/", "must be ASCII"),
+        ("https://api.iletimerkezi.com/v1/edit contact", "white space"),
+        ("", "url must not be empty"),
+        (None, "url must be a string"),
+    ],
+)
+def test_bad_urls_are_refused_before_connecting(url, message):
+    with pytest.raises(ie.ValidationError, match=message):
+        ie.edit_contact(CREDS, ie.Contact(1, name="x"), url=url)
+
+
+@pytest.mark.parametrize("host", ["localhost", "127.0.0.2", "[::1]"])
+def test_plain_http_is_allowed_for_loopback_hosts(host):
+    # Nothing listens there, so an allowed URL ends in TransportError, not ValidationError.
+    with pytest.raises(ie.TransportError):
+        ie.edit_contact(CREDS, ie.Contact(1, name="x"), url=f"http://{host}:{unused_port()}{PATH}", timeout=5,
+                        retries=0)
+
+
+@pytest.mark.parametrize(
+    "url, where",
+    [("https://[::1]/v1/edit-contact", "[::1]:443"), ("http://[::1]/v1/edit-contact", "[::1]:80")],
+)
+def test_a_url_without_port_uses_the_scheme_default(url, where):
+    # http.client alone would read "::1" as host ":" and port 1.
+    with pytest.raises(ie.TransportError, match=re.escape(f"no answer from {where}:")):
+        ie.edit_contact(CREDS, ie.Contact(1, name="x"), url=url, timeout=5, retries=0)
+
+
+@pytest.mark.parametrize("timeout", [0, -1, "5", True, None, float("nan"), float("inf")])
+def test_bad_timeouts_are_refused(service, timeout):
+    with pytest.raises(ie.ValidationError, match="timeout"):
+        ie.edit_contact(CREDS, ie.Contact(1009, name="x"), url=service.url, timeout=timeout)
+    assert service.requests == []
+
+
+@pytest.mark.parametrize("timeout", [1e10, 86400.001, float("1e308"), threading.TIMEOUT_MAX])
+def test_a_timeout_no_platform_can_hold_is_refused(service, timeout):
+    for via in VIAS:
+        with pytest.raises(ie.ValidationError, match="timeout must be .* at most 86400"):
+            edit_once(via, CREDS, ie.Contact(1009, name="x"), url=service.url, timeout=timeout)
+    assert service.connections == 0
+
+
+def test_the_longest_timeout_is_accepted(service):
+    assert ie.edit_contact(CREDS, ie.Contact(1009, name="x"), url=service.url, timeout=86400).contact.name == "x"
+
+
+@pytest.mark.parametrize("retries", [-1, 1.0, "2", True, None])
+def test_bad_retries_are_refused_before_sending(service, retries):
+    with pytest.raises(ie.ValidationError, match="retries"):
+        ie.edit_contact(CREDS, ie.Contact(1009, name="x"), url=service.url, retries=retries)
+    assert service.connections == 0
+
+
+def test_ssl_context_must_be_an_ssl_context():
+    with pytest.raises(ie.ValidationError, match="ssl_context"):
+        ie.edit_contact(CREDS, ie.Contact(1, name="x"), ssl_context="no")
+
+
+@pytest.mark.parametrize(
+    "options, named_setting",
+    [
+        ({"url": "http://example.com/"}, "https://"),
+        ({"timeout": 0}, "timeout"),
+        ({"retries": -1}, "retries"),
+        ({"ssl_context": "yes"}, "ssl_context"),
+    ],
+)
+def test_a_session_checks_its_settings_when_made(options, named_setting):
+    with pytest.raises(ie.ValidationError, match=named_setting):
+        ie.Session(CREDS, **options)
+
+
+PROXY_USER = "şirket\\ali"
+PROXY_PASSWORD = "p@ss:wörd/42"
+PROXY_CREDENTIALS = "%C5%9Firket%5Cali:p%40ss%3Aw%C3%B6rd%2F42"  # the two above, percent-encoded
+
+
+@pytest.mark.parametrize(
+    "proxy, message",
+    [
+        ("ftp://127.0.0.1:3128", "must start with http://"),
+        ("socks5://127.0.0.1:1080", "must start with http://"),
+        ("https://127.0.0.1:3128", "https:// proxies are not supported"),
+        ("http://:3128", "no host"),
+        (f"http://{PROXY_CREDENTIALS}@:3128", "no host"),
+        ("http://127.0.0.1:0", "invalid port"),
+        ("http://127.0.0.1:99999", "invalid port"),
+        (f"http://{PROXY_CREDENTIALS}@127.0.0.1:x", "invalid port"),
+        ("http://127.0.0.1:3128/path", "without a path"),
+        ("http://127.0.0.1:3128?x=1", "without a path"),
+        (f"http://ali:{PROXY_PASSWORD}\n@127.0.0.1:3128", "control characters"),
+        ("http://127.0.0.1:3128\r\nX: y", "control characters"),
+        ("http://[::1:3128", "malformed"),
+        ("http://vekil.şirket:3128", "ASCII"),
+        ("http://ali%3Aveli:x@127.0.0.1:3128", "user name or password"),
+        (3128, "must be a string"),
+    ],
+)
+def test_bad_proxies_are_refused_before_connecting_without_echoing_a_password(service, proxy, message):
+    for via in VIAS:
+        with pytest.raises(ie.ValidationError, match=message) as caught:
+            edit_once(via, CREDS, ie.Contact(1009, name="x"), url=service.url, proxy=proxy)
+        assert PROXY_PASSWORD not in str(caught.value) and "%40ss" not in str(caught.value)
+    assert service.connections == 0
+
+
+@pytest.mark.parametrize("proxy, message", [
+    ("http://pro%0Axy:3128", "host must be a host name"),
+    ("http://ali:caf%E9@127.0.0.1:3128", "not UTF-8 once percent-decoded"),
+    ("http://127.0.0.1:+80", "invalid port"),
+    ("http://127.0.0.1:\u0668\u0660", "invalid port"),
+])
+def test_proxy_urls_that_would_be_sent_otherwise_than_written_are_refused(service, proxy, message):
+    with pytest.raises(ie.ValidationError, match=message):
+        ie.edit_contact(CREDS, ie.Contact(1009, name="x"), url=service.url, proxy=proxy)
+    assert service.connections == 0
+
+
+@pytest.mark.parametrize("value, message", [("https://127.0.0.1:3128", "https:// proxies"), ("ftp://h:1", "http://")])
+def test_a_bad_proxy_in_the_environment_is_a_validation_error_naming_it(monkeypatch, service, value, message):
+    monkeypatch.setenv("http_proxy", value)
+    with pytest.raises(ie.ValidationError, match=f"http_proxy environment variable.*{message}"):
+        ie.edit_contact(CREDS, ie.Contact(1009, name="x"), url=service.url, retries=2)
+    assert service.connections == 0
+
+
 # ---------------------------------------------------------------------------
 # edit_contact against the local service
 # ---------------------------------------------------------------------------
@@ -1070,74 +1506,9 @@ def test_silent_server_times_out_with_a_transport_error():
         assert time.monotonic() - started < 5
 
 
-def test_tls_failure_is_a_transport_error(service):
-    https_url = service.url.replace("http://", "https://")
-    with pytest.raises(ie.TransportError):
-        ie.edit_contact(CREDS, ie.Contact(1009, name="x"), url=https_url, timeout=5, retries=0)
-    assert service.requests == []
-
-
-@pytest.mark.parametrize(
-    "url, message",
-    [
-        ("http://api.iletimerkezi.com/v1/edit-contact", "must use https://"),
-        ("http://example.invalid/v1/edit-contact", "must use https://"),
-        ("http://127.0.0.1.example.com/", "must use https://"),
-        ("ftp://127.0.0.1/", "must start with https://"),
-        ("api.iletimerkezi.com/v1/edit-contact", "must start with https://"),
-        ("https:///v1/edit-contact", "no host"),
-        ("https://user:pass@api.iletimerkezi.com/v1/edit-contact", "user name or password"),
-        ("https://api.iletimerkezi.com:99999/", "invalid port"),
-        ("https://api.iletimerkezi.com:0/", "invalid port"),
-        ("https://api.iletimerkezi.com:x/", "invalid port"),
-        ("https://[::1/v1/edit-contact", "malformed"),
-        ("https://" + "a" * 64 + ".com/", "not a valid host name"),
-        ("https://api..iletimerkezi.com/", "not a valid host name"),
-        ("http://127.0.0.1/yol/ş", "must be ASCII"),
-        ("https://iletimerkezi.çom/", "must be ASCII"),
-        ("https://api.iletimerkezi.com/v1/edit contact", "white space"),
-        ("", "url must not be empty"),
-        (None, "url must be a string"),
-    ],
-)
-def test_bad_urls_are_refused_before_connecting(url, message):
-    with pytest.raises(ie.ValidationError, match=message):
-        ie.edit_contact(CREDS, ie.Contact(1, name="x"), url=url)
-
-
-@pytest.mark.parametrize("host", ["localhost", "127.0.0.2", "[::1]"])
-def test_plain_http_is_allowed_for_loopback_hosts(host):
-    # Nothing listens there, so an allowed URL ends in TransportError, not ValidationError.
-    with pytest.raises(ie.TransportError):
-        ie.edit_contact(CREDS, ie.Contact(1, name="x"), url=f"http://{host}:{unused_port()}{PATH}", timeout=5,
-                        retries=0)
-
-
-@pytest.mark.parametrize(
-    "url, where",
-    [("https://[::1]/v1/edit-contact", "[::1]:443"), ("http://[::1]/v1/edit-contact", "[::1]:80")],
-)
-def test_a_url_without_port_uses_the_scheme_default(url, where):
-    # http.client alone would read "::1" as host ":" and port 1.
-    with pytest.raises(ie.TransportError, match=re.escape(f"no answer from {where}:")):
-        ie.edit_contact(CREDS, ie.Contact(1, name="x"), url=url, timeout=5, retries=0)
-
-
 def test_loopback_http_reaches_the_service(service):
     url = service.url.replace("127.0.0.1", "localhost")
     assert ie.edit_contact(CREDS, ie.Contact(1009, name="x"), url=url).status.code == 200
-
-
-@pytest.mark.parametrize("timeout", [0, -1, "5", True, None, float("nan"), float("inf")])
-def test_bad_timeouts_are_refused(service, timeout):
-    with pytest.raises(ie.ValidationError, match="timeout"):
-        ie.edit_contact(CREDS, ie.Contact(1009, name="x"), url=service.url, timeout=timeout)
-    assert service.requests == []
-
-
-def test_ssl_context_must_be_an_ssl_context():
-    with pytest.raises(ie.ValidationError, match="ssl_context"):
-        ie.edit_contact(CREDS, ie.Contact(1, name="x"), ssl_context="no")
 
 
 def test_bad_input_sends_nothing(service):
@@ -1148,29 +1519,24 @@ def test_bad_input_sends_nothing(service):
     assert service.requests == []
 
 
+def test_random_unicode_comes_back_from_the_service_unchanged(service):
+    rng = random.Random(11)
+    sent = 0
+    while sent < 200:
+        name, value = random_text(rng), random_text(rng)
+        if not (name.strip() and XML_CHAR.fullmatch(name + value)):
+            continue
+        contact = ie.Contact(1009, name=name, custom_fields=[ie.CustomField(2, value)])
+        stored = ie.edit_contact(CREDS, contact, url=service.url).contact
+        assert (stored.name, stored.custom_fields[1].value) == (name, value)
+        sent += 1
+    assert len(service.requests) == sent
+
+
 # ---------------------------------------------------------------------------
-# Hostile answers, network faults, retries
+# Hostile answers and network faults
 # ---------------------------------------------------------------------------
 
-RETRY_NOW = (("Retry-After", "0"),)
-BILLION_LAUGHS = b"""<?xml version="1.0"?>
-<!DOCTYPE response [
-  <!ENTITY a "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa">
-  <!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">
-  <!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;">
-  <!ENTITY d "&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;">
-  <!ENTITY e "&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;">
-  <!ENTITY f "&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;">
-]>
-<response><status><code>200</code><message>&f;</message></status></response>
-"""
-EXTERNAL_ENTITY = b"""<?xml version="1.0" encoding="UTF-8"?>
-<!DOCTYPE response [<!ENTITY leak SYSTEM "file:///etc/passwd">]>
-<response><status><code>200</code><message>&leak;</message></status></response>
-"""
-HIDDEN_DOCTYPE = b"""<?xml version="1.0"?><!-- <x --><?pi <!-- ?><!DOCTYPE response [<!ENTITY e "x">]>
-<response><status><code>200</code><message>&e;</message></status></response>
-"""
 
 FAULTS = {
     # name: (behaviours, error class or None for success, requests the server sees)
@@ -1201,28 +1567,11 @@ FAULTS = {
 }
 
 
-@pytest.fixture
-def quick_backoff(monkeypatch):
-    """Waits between tries of about 10 ms, so that fault tests take the time of their timeouts only."""
-    monkeypatch.setattr(ie._RetryPolicy, "BACKOFF_FIRST", 0.01)
-
-
-def edit_once(via, credentials, contact, **options):
-    """One edit through the function or through a new Session: both must keep the same rules."""
-    if via == "function":
-        return ie.edit_contact(credentials, contact, **options)
-    with ie.Session(credentials, **options) as session:
-        return session.edit_contact(contact)
-
-
-VIAS = ["function", "session"]
-
-
 @pytest.mark.parametrize("via", VIAS)
 @pytest.mark.parametrize("name", list(FAULTS))
 def test_every_fault_ends_in_time_with_a_documented_error(quick_backoff, name, via):
     behaviours, error, requests = FAULTS[name]
-    timeout = 0.5
+    timeout = 0.3
     with FaultServer(*behaviours) as server:
         started = time.monotonic()
         if error is None:
@@ -1293,100 +1642,6 @@ def test_a_slow_name_lookup_is_bounded_by_the_timeout(monkeypatch):
     assert time.monotonic() - started < 2
 
 
-@pytest.mark.parametrize("name", ["503", "502", "500", "504"])
-def test_http_errors_carry_their_status_after_retries(quick_backoff, name):
-    status = int(name)
-    body = response_document(503) if status == 503 else GARBAGE["html"]
-    with FaultServer(answer(status, body, "text/html" if status != 503 else "text/xml", RETRY_NOW)) as server:
-        with pytest.raises(ie.IletiMerkeziError) as caught:
-            ie.edit_contact(CREDS, ie.Contact(1009, name="x"), url=server.url, timeout=2)
-    assert caught.value.http_status == status
-    assert len(server.requests) == 3
-
-
-def test_the_last_error_is_raised_as_it_was(quick_backoff):
-    with FaultServer(hang, answer(503, response_document(503), extra=RETRY_NOW)) as server:
-        with pytest.raises(ie.APIError) as caught:
-            ie.edit_contact(CREDS, ie.Contact(1009, name="x"), url=server.url, timeout=0.3, retries=1)
-    assert (caught.value.code, caught.value.http_status, caught.value.message) == (503, 503, SERVER_MESSAGES[503])
-    assert len(server.requests) == 2
-
-
-def test_retries_zero_tries_once_and_more_retries_try_more(quick_backoff):
-    for retries in (0, 4):
-        with FaultServer(close) as server:
-            with pytest.raises(ie.TransportError):
-                ie.edit_contact(CREDS, ie.Contact(1009, name="x"), url=server.url, timeout=2, retries=retries)
-        assert len(server.requests) == retries + 1
-
-
-@pytest.mark.parametrize("retries", [-1, 1.0, "2", True, None])
-def test_bad_retries_are_refused_before_sending(service, retries):
-    with pytest.raises(ie.ValidationError, match="retries"):
-        ie.edit_contact(CREDS, ie.Contact(1009, name="x"), url=service.url, retries=retries)
-    assert service.connections == 0
-
-
-def waits_logged(records):
-    return [float(found) for found in re.findall(r"trying again in ([0-9.]+) s", " ".join(r.getMessage() for r in records))]
-
-
-def test_backoff_grows_exponentially_with_jitter_up_to_a_cap(monkeypatch, caplog):
-    monkeypatch.setattr(ie._RetryPolicy, "BACKOFF_FIRST", 0.04)
-    monkeypatch.setattr(ie._RetryPolicy, "BACKOFF_CAP", 0.1)
-    caplog.set_level(logging.DEBUG, logger="iletimerkezi_edit")
-    started = time.monotonic()
-    with pytest.raises(ie.TransportError):
-        ie.edit_contact(CREDS, ie.Contact(1, name="x"), url=f"http://127.0.0.1:{unused_port()}{PATH}", retries=5)
-    elapsed = time.monotonic() - started
-    waits = waits_logged(caplog.records)
-    ceilings = [0.04, 0.08, 0.1, 0.1, 0.1]
-    assert len(waits) == 5
-    assert all(ceiling / 2 - 0.005 <= wait <= ceiling + 0.005 for wait, ceiling in zip(waits, ceilings)), waits
-    assert elapsed >= sum(waits) - 0.03
-
-
-def test_waits_are_jittered():
-    # Clients that failed together should not all come back at the same moment.
-    waits = [ie._RetryPolicy(2).wait(ie._Outcome(None, ie.TransportError("x")), 1) for _ in range(1000)]
-    assert 0.25 <= min(waits) < 0.27 and 0.48 < max(waits) <= 0.5
-
-
-def test_default_backoff_starts_at_half_a_second(caplog):
-    caplog.set_level(logging.DEBUG, logger="iletimerkezi_edit")
-    with pytest.raises(ie.TransportError):
-        ie.edit_contact(CREDS, ie.Contact(1, name="x"), url=f"http://127.0.0.1:{unused_port()}{PATH}", retries=1)
-    [wait] = waits_logged(caplog.records)
-    assert 0.25 <= wait <= 0.5
-
-
-def test_retry_after_is_honoured(caplog):
-    caplog.set_level(logging.DEBUG, logger="iletimerkezi_edit")
-    busy = answer(503, response_document(503), extra=(("Retry-After", "1"),))
-    with FaultServer(busy, answer(200, SAMPLE_RESPONSE)) as server:
-        started = time.monotonic()
-        ie.edit_contact(CREDS, ie.Contact(1009, name="x"), url=server.url)
-        elapsed = time.monotonic() - started
-    assert waits_logged(caplog.records) == [1.0]
-    assert elapsed >= 1.0 and len(server.requests) == 2
-
-
-@pytest.mark.parametrize("header, expected", [("5", 0.2), ("Wed, 21 Oct 2026 07:28:00 GMT", None), ("-5", None)])
-def test_retry_after_is_capped_and_only_seconds_count(quick_backoff, monkeypatch, caplog, header, expected):
-    monkeypatch.setattr(ie._RetryPolicy, "RETRY_AFTER_CAP", 0.2)
-    caplog.set_level(logging.DEBUG, logger="iletimerkezi_edit")
-    busy = answer(503, response_document(503), extra=(("Retry-After", header),))
-    with FaultServer(busy, answer(200, SAMPLE_RESPONSE)) as server:
-        started = time.monotonic()
-        ie.edit_contact(CREDS, ie.Contact(1009, name="x"), url=server.url)
-        assert time.monotonic() - started < 2
-    [wait] = waits_logged(caplog.records)
-    if expected is None:  # not seconds: the backoff decides
-        assert wait <= 0.01
-    else:
-        assert wait == expected
-
-
 def test_a_redirect_is_not_followed_and_its_target_sees_nothing(quick_backoff):
     with running(FakeService()) as second:
         moved = answer(302, b"<html>Moved</html>", "text/html", (("Location", second.url),))
@@ -1408,712 +1663,6 @@ def test_a_huge_answer_is_refused_without_holding_it_in_memory():
     finally:
         tracemalloc.stop()
     assert peak < 3 * (1 << 20)  # the cap and a read buffer, never the 21 MiB
-
-
-SUCCESS_WITH_ENTITY = '<!DOCTYPE response [<!ENTITY ok "200">]><response><status><code>&ok;</code></status></response>'
-SUCCESS = "<response><status><code>200</code><message>c</message></status></response>"
-
-
-@pytest.mark.parametrize(
-    "body",
-    [
-        ('<?xml version="1.0" encoding="UTF-16"?>' + SUCCESS).encode("utf-16"),
-        ('<?xml version="1.0" encoding="UTF-16LE"?>' + SUCCESS).encode("utf-16-le"),
-        b'<?xml version="1.0" encoding="windows-1254"?>' + SUCCESS_WITH_ENTITY.encode("windows-1254"),
-        b'<?xml version="1.0" encoding="ISO-8859-1"?>' + SUCCESS.replace("c", "ç").encode("utf-8"),
-        SUCCESS_WITH_ENTITY.encode(),
-    ],
-    ids=["utf-16", "utf-16 without bom", "turkish code page with a dtd", "latin-1", "harmless dtd"],
-)
-def test_only_utf8_without_a_dtd_is_parsed(body):
-    # Each would parse as a success without the checks: the real server sends UTF-8, and only UTF-8 is read.
-    with pytest.raises(ie.ResponseError, match="only UTF-8|DTD"):
-        ie.parse_response(body, 200)
-
-
-def test_doctype_like_text_inside_cdata_or_a_comment_is_accepted():
-    body = SAMPLE_RESPONSE.replace(b"<name>API</name>", b"<name><![CDATA[<!DOCTYPE x>]]></name><!-- <!ENTITY -->")
-    assert ie.parse_response(body, 200).contact.name == "<!DOCTYPE x>"
-
-
-def just_under_the_cap(head, unit, tail=b""):
-    return head + unit * ((ie._MAX_RESPONSE_BYTES - len(head) - len(tail)) // len(unit)) + tail
-
-
-# Answers of nearly 1 MiB that a hostile or broken server could send: each must be refused (or parsed) in a
-# time linear in its size. A regex pre-scan took 47 s on the first three at 128 KiB.
-HOSTILE_MIB = {
-    "doctype, unterminated processing instructions": just_under_the_cap(b"<!DOCTYPE ", b"<?"),
-    "doctype, unterminated comments": just_under_the_cap(b"<!DOCTYPE ", b"<!--"),
-    "doctype, unterminated cdata": just_under_the_cap(b"<!DOCTYPE ", b"<![CDATA["),
-    "comments, then a doctype": just_under_the_cap(b"<?xml version='1.0'?>", b"<!-- -->", b"<!DOCTYPE r []><r/>"),
-    "declaration of endless encodings": just_under_the_cap(b'<?xml version="1.0" ', b"encoding='"),
-    "deep nesting": just_under_the_cap(b"<response>", b"<a>"),
-    "many groups": just_under_the_cap(b"<response><status><code>200</code></status><contact><id>1009</id><groups>",
-                                      b"<id>12</id>", b"</groups></contact></response>"),
-    "many undefined entities": just_under_the_cap(b"<response><status><code>", b"&x;"),
-}
-
-
-@pytest.mark.parametrize("name", list(HOSTILE_MIB))
-def test_any_answer_up_to_the_cap_is_parsed_or_refused_in_linear_time(name):
-    body = HOSTILE_MIB[name]
-    assert len(body) <= ie._MAX_RESPONSE_BYTES
-    started = time.monotonic()
-    with pytest.raises(ie.ResponseError, match="DTD|well-formed|encoding|elements"):
-        ie.parse_response(body, 200)
-    # It takes some milliseconds here (the benchmark prints the figure); the bound only tells linear from
-    # quadratic, which took minutes.
-    assert time.monotonic() - started < 10
-
-
-def test_a_large_but_sane_answer_is_parsed_and_an_absurd_one_refused():
-    def with_groups(count):
-        groups = b"".join(b"<id>%d</id>" % number for number in range(1, count + 1))
-        return SAMPLE_RESPONSE.replace(b"<groups>\n      <id>9</id>\n      <id>12</id>\n    </groups>",
-                                       b"<groups>" + groups + b"</groups>")
-
-    assert len(ie.parse_response(with_groups(5000), 200).contact.groups) == 5000
-    with pytest.raises(ie.ResponseError, match="more than 20000 elements"):
-        ie.parse_response(with_groups(20000), 200)
-    sixteen_deep = b"<response><status><code>200</code></status>" + b"<x>" * 15 + b"</x>" * 15 + b"</response>"
-    assert ie.parse_response(sixteen_deep, 200).status.code == 200
-    with pytest.raises(ie.ResponseError, match="deeper than 16"):
-        ie.parse_response(sixteen_deep.replace(b"<x>", b"<x><y>", 1).replace(b"</x>", b"</y></x>", 1), 200)
-
-
-@pytest.mark.parametrize("declared", ["UTF-8", "utf-8", "US-ASCII", None])
-def test_utf8_and_ascii_declarations_and_a_bom_are_accepted(declared):
-    declaration = b"" if declared is None else b'<?xml version="1.0" encoding="%s"?>' % declared.encode()
-    body = b"\xef\xbb\xbf" + declaration + SAMPLE_RESPONSE.split(b"?>", 1)[1]
-    assert ie.parse_response(body, 200).contact.id == 1009
-
-
-# ---------------------------------------------------------------------------
-# Secrets and logging
-# ---------------------------------------------------------------------------
-
-
-def request_body(request):
-    return request.partition(b"\r\n\r\n")[2].decode("utf-8")
-
-
-def echo_in_message_as(change):
-    """A 400 whose message is the request's body, passed through ``change``."""
-
-    def behaviour(connection, server, request):
-        echoed = xml_escape(change(request_body(request))).encode()
-        connection.sendall(http_answer(400, response_document(400).replace(SERVER_MESSAGES[400].encode(), echoed)))
-
-    return behaviour
-
-
-echo_in_message = echo_in_message_as(str)
-echo_lowercased_in_message = echo_in_message_as(str.lower)
-
-
-def echo_in_status_line(connection, server, request):
-    connection.sendall(b"HTTP/1.1 " + b" ".join(request.split()) + b"\r\n\r\n")
-
-
-def echo_in_html(connection, server, request):
-    connection.sendall(http_answer(502, b"<html><pre>" + request + b"</pre></html>", "text/html"))
-
-
-def echo_as_root(connection, server, request):
-    connection.sendall(http_answer(200, f"<a{HASH}><status/></a{HASH}>".encode()))
-
-
-SECRET_SCENARIOS = {
-    "refused": None,
-    "hang": [hang],
-    "reset": [reset],
-    "cut short": [cut_short],
-    "always 503": [answer(503, response_document(503), extra=RETRY_NOW)],
-    "html 502": [answer(502, GARBAGE["html"], "text/html")],
-    "401": [answer(401, response_document(401))],
-    "doctype bomb": [answer(200, BILLION_LAUGHS)],
-    "21 MiB": [endless],
-    "echo in message": [echo_in_message],
-    "echo lowercased in message": [echo_lowercased_in_message],
-    "echo in status line": [echo_in_status_line],
-    "echo in html": [echo_in_html],
-    "echo as root element": [echo_as_root],
-}
-ECHOED_IN_ERROR = {"echo in message", "echo lowercased in message", "echo in status line", "echo as root element"}
-
-
-def everything_a_user_sees(error, records):
-    """Every text an error or log record can show: messages, reprs, attributes, causes, the traceback."""
-    texts = ["".join(traceback.format_exception(type(error), error, error.__traceback__))]
-    link = error
-    while link is not None:
-        texts += [str(link), repr(link), repr(link.args), repr(getattr(link, "__dict__", {}))]
-        link = link.__cause__ or link.__context__
-    for record in records:
-        texts += [record.getMessage(), repr(record.args), logging.Formatter().format(record)]
-    return "\n".join(texts).lower()
-
-
-@pytest.mark.parametrize("via", VIAS)
-@pytest.mark.parametrize("name", list(SECRET_SCENARIOS))
-@pytest.mark.parametrize("credentials", [ie.Credentials.from_secret(KEY, SECRET), ie.Credentials(KEY, HASH.upper())],
-                         ids=["from secret", "upper-case hash"])
-def test_no_failure_shows_the_secret_or_the_hash(quick_backoff, caplog, name, credentials, via):
-    caplog.set_level(logging.DEBUG, logger="iletimerkezi_edit")
-    caplog.set_level(logging.DEBUG, logger="iletimerkezi_edit.bodies")  # the bodies too, switched on by name
-    behaviours = SECRET_SCENARIOS[name]
-    with contextlib.ExitStack() as stack:
-        url = f"http://127.0.0.1:{unused_port()}{PATH}"
-        if behaviours is not None:
-            url = stack.enter_context(FaultServer(*behaviours)).url
-        with pytest.raises(ie.IletiMerkeziError) as caught:
-            edit_once(via, credentials, ie.Contact(1009, name="x"), url=url, timeout=0.4, retries=1)
-    seen = everything_a_user_sees(caught.value, caplog.records)
-    assert SECRET not in seen and HASH not in seen
-    # Each attempt's bodies line shows the request with the hash redacted.
-    bodies = [record.getMessage().lower() for record in caplog.records if record.name == "iletimerkezi_edit.bodies"]
-    assert bodies and all("<hash>redacted</hash>" in line for line in bodies)
-    if name in ECHOED_IN_ERROR:  # the echo reached the error, and was redacted there
-        assert "redacted" in str(caught.value).lower()
-
-
-def shown_with_locals(error):
-    """What Sentry, ``pytest --showlocals`` or Django's debug page can show of an error: its traceback and those
-    of every error chained to it, with the local variables of each frame."""
-    formatted = traceback.TracebackException(type(error), error, error.__traceback__, capture_locals=True).format()
-    return "".join(formatted).lower()
-
-
-FRAME_SCENARIOS = dict(
-    SECRET_SCENARIOS,
-    **{
-        "465": [answer(465, response_document(465))],
-        "json": [answer(200, GARBAGE["json"], "application/json")],
-        "bad input after credentials were made": "bad input",
-    },
-)
-
-
-@pytest.mark.parametrize("via", VIAS + ["bulk"])
-@pytest.mark.parametrize("name", list(FRAME_SCENARIOS))
-@pytest.mark.parametrize("credentials", [ie.Credentials.from_secret(KEY, SECRET), ie.Credentials(KEY, HASH.upper())],
-                         ids=["from secret", "upper-case hash"])
-def test_no_frame_of_any_failure_holds_the_secret_or_the_hash(quick_backoff, name, credentials, via):
-    scenario = FRAME_SCENARIOS[name]
-    contact = ie.Contact(1009, name="a\x00b" if scenario == "bad input" else "x")
-    with contextlib.ExitStack() as stack:
-        url = f"http://127.0.0.1:{unused_port()}{PATH}"
-        if scenario not in (None, "bad input"):
-            url = stack.enter_context(FaultServer(*scenario)).url
-        if via == "bulk":
-            with ie.Session(credentials, url=url, timeout=0.4, retries=1) as session:
-                [error] = session.edit_contacts([contact], workers=1)
-                [other] = session.edit_contacts([contact] * 2, workers=2)[1:]  # from a worker thread
-            assert isinstance(error, ie.IletiMerkeziError) and isinstance(other, ie.IletiMerkeziError)
-            errors = [error, other]
-        else:
-            with pytest.raises(ie.IletiMerkeziError) as caught:
-                edit_once(via, credentials, contact, url=url, timeout=0.4, retries=1)
-            errors = [caught.value]
-    for error in errors:
-        shown = shown_with_locals(error)
-        assert "frame" not in shown or "line" in shown  # the format is the one a debugger shows
-        assert SECRET not in shown and HASH not in shown, shown
-
-
-def test_credentials_from_a_bad_environment_leave_no_secret_in_frames(monkeypatch):
-    monkeypatch.setenv("ILETIMERKEZI_KEY", KEY)
-    monkeypatch.setenv("ILETIMERKEZI_SECRET", SECRET)
-    monkeypatch.setenv("ILETIMERKEZI_HASH", "0" * 64)  # does not match: from_env refuses after computing the hash
-    with pytest.raises(ie.ValidationError, match="does not match") as caught:
-        ie.Credentials.from_env()
-    shown = shown_with_locals(caught.value)
-    assert SECRET not in shown and HASH not in shown and "0" * 64 not in shown
-
-
-def test_each_attempt_logs_one_debug_line(caplog):
-    caplog.set_level(logging.DEBUG, logger="iletimerkezi_edit")
-    with FaultServer(answer(503, response_document(503), extra=RETRY_NOW), answer(200, SAMPLE_RESPONSE)) as server:
-        ie.edit_contact(CREDS, ie.Contact(1009, name="Şule"), url=server.url)
-    first, second = caplog.records
-    assert {first.levelno, second.levelno, first.name} == {logging.DEBUG, "iletimerkezi_edit"}
-    assert re.fullmatch(rf"POST {re.escape(server.url)}, contact 1009, attempt 1 of 3: HTTP 503, APIError 503 \(.*\), "
-                        r"trying again in 0\.00 s after [0-9]+ ms", first.getMessage())
-    assert re.fullmatch(rf"POST {re.escape(server.url)}, contact 1009, attempt 2 of 3: HTTP 200 after [0-9]+ ms",
-                        second.getMessage())
-    # No body at this level: the request and answer go to iletimerkezi_edit.bodies (see the tests at the end).
-
-
-def test_the_logger_has_a_null_handler_and_is_silent_by_default():
-    logger = logging.getLogger("iletimerkezi_edit")
-    assert any(isinstance(handler, logging.NullHandler) for handler in logger.handlers)
-    code = ("import logging, sys; sys.path.insert(0, '.'); import iletimerkezi_edit as ie; "
-            f"ie.edit_contact(ie.Credentials('k', 'a' * 64), ie.Contact(1, name='x'), url='http://127.0.0.1:{unused_port()}/', retries=0)")
-    done = subprocess.run([sys.executable, "-c", code], cwd=str(HERE), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert done.returncode == 1 and b"TransportError" in done.stderr and b"attempt" not in done.stderr
-
-
-# ---------------------------------------------------------------------------
-# Session: kept-alive connections, bulk edits, sharing between threads
-# ---------------------------------------------------------------------------
-
-
-def eventually(condition, seconds=5.0):
-    """Whether ``condition()`` holds within ``seconds``: servers see closes a moment after clients make them."""
-    ends = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > ends:
-            return False
-        time.sleep(0.01)
-    return True
-
-
-def named(count, prefix="n"):
-    """Edits of one contact (1009): a bulk run sends them one after another, in input order."""
-    return [ie.Contact(1009, name=f"{prefix}{number}") for number in range(count)]
-
-
-PEOPLE = range(5000, 6000)  # contact ids the fake service knows besides 1009
-
-
-def people(count, prefix="p"):
-    """Edits of ``count`` different contacts: a bulk run may send them side by side."""
-    return [ie.Contact(PEOPLE[number], name=f"{prefix}{number}") for number in range(count)]
-
-
-def test_a_session_sends_every_edit_on_one_kept_alive_connection(service):
-    with ie.Session(CREDS, url=service.url, retries=0) as session:
-        assert service.connections == 0  # nothing is opened before the first edit
-        names = [session.edit_contact(contact).contact.name for contact in named(5)]
-        assert names == ["n0", "n1", "n2", "n3", "n4"]
-        assert (service.connections, len(service.requests), service.closed) == (1, 5, 0)
-    assert all("close" not in headers.get("Connection", "").lower() for _, headers, _ in service.requests)
-    assert eventually(lambda: service.closed == 1)  # leaving the block closed it
-
-
-def test_the_one_shot_function_asks_for_and_gets_a_connection_per_call(service):
-    for contact in named(3):
-        ie.edit_contact(CREDS, contact, url=service.url)
-    assert service.connections == 3
-    assert [headers["Connection"] for _, headers, _ in service.requests] == ["close"] * 3
-    assert eventually(lambda: service.closed == 3)
-
-
-def test_a_session_reuses_its_connection_over_tls(certificates):
-    with https_service(certificates["local"]) as service:
-        with ie.Session(CREDS, url=service.url, ssl_context=trusting(certificates["local"])) as session:
-            for contact in named(4):
-                session.edit_contact(contact)
-        assert (service.connections, len(service.requests)) == (1, 4)
-
-
-@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
-def test_a_connection_the_server_closed_while_idle_is_reopened_without_a_retry(certificates, caplog, tls):
-    caplog.set_level(logging.DEBUG, logger="iletimerkezi_edit")
-    with contextlib.ExitStack() as stack:
-        if tls:
-            service = stack.enter_context(https_service(certificates["local"]))
-            context = trusting(certificates["local"])
-        else:
-            service, context = stack.enter_context(running(FakeService())), None
-        service.idle_timeout = 0.1  # like nginx's keepalive_timeout, only shorter
-        with ie.Session(CREDS, url=service.url, retries=0, ssl_context=context) as session:
-            for contact in named(3):
-                assert session.edit_contact(contact).contact.name == contact.name
-                assert eventually(lambda: service.closed == service.connections)
-        assert (service.connections, len(service.requests)) == (3, 3)  # seen closed before sending: nothing resent
-    # One attempt per edit, and no reconnect: the close was noticed before anything was sent.
-    outcomes = [re.search(r"(attempt .*?) after", record.getMessage()) for record in caplog.records]
-    assert [outcome and outcome.group(1) for outcome in outcomes] == ["attempt 1 of 1: HTTP 200"] * 3
-
-
-def keep_alive_then(drop):
-    """Answer the first request and keep the connection open; on the next request, act out ``drop``."""
-
-    def behaviour(connection, server, request):
-        connection.sendall(http_answer(200, SAMPLE_RESPONSE))
-        request = read_request(connection)
-        if request:
-            server.requests.append(request)
-            drop(connection, server, request)
-
-    return behaviour
-
-
-@pytest.mark.parametrize("drop", [close, reset], ids=["closed", "reset"])
-def test_a_close_that_crosses_the_request_is_resent_once_on_a_new_connection(caplog, drop):
-    # The server had decided to close as the request went out: it reads the request, then drops it unanswered.
-    caplog.set_level(logging.DEBUG, logger="iletimerkezi_edit")
-    with FaultServer(keep_alive_then(drop)) as server:
-        with ie.Session(CREDS, url=server.url, retries=0) as session:
-            for _ in range(3):
-                assert session.edit_contact(ie.Contact(1009, name="x")).status.code == 200
-    assert (server.connections, len(server.requests)) == (3, 5)
-    reconnects = [record for record in caplog.records if "closed the idle connection" in record.getMessage()]
-    assert len(reconnects) == 2 and all("attempt" not in record.getMessage() for record in reconnects)
-
-
-def test_a_fresh_connection_closed_unanswered_is_a_failure_not_resent():
-    with FaultServer(close) as server:
-        with ie.Session(CREDS, url=server.url, retries=0) as session:
-            with pytest.raises(ie.TransportError, match="RemoteDisconnected"):
-                session.edit_contact(ie.Contact(1009, name="x"))
-    assert (server.connections, len(server.requests)) == (1, 1)
-
-
-def test_a_kept_connection_that_goes_silent_is_a_timeout_not_a_reconnect(caplog):
-    caplog.set_level(logging.DEBUG, logger="iletimerkezi_edit")
-    with FaultServer(keep_alive_then(hang)) as server:
-        with ie.Session(CREDS, url=server.url, retries=0, timeout=0.3) as session:
-            session.edit_contact(ie.Contact(1009, name="x"))
-            with pytest.raises(ie.TransportError, match="timed out"):
-                session.edit_contact(ie.Contact(1009, name="x"))
-    assert (server.connections, len(server.requests)) == (1, 2)
-    assert not any("reconnecting" in record.getMessage() for record in caplog.records)
-
-
-def answer_close_and_stay(connection, server, request):
-    # Says "Connection: close" but leaves the socket open and unread: only a client that listens opens a new one.
-    connection.sendall(http_answer(200, SAMPLE_RESPONSE, connection="close"))
-    server.released.wait(30)
-
-
-def test_an_answer_that_says_connection_close_is_the_last_on_its_connection():
-    with FaultServer(answer_close_and_stay) as server:
-        with ie.Session(CREDS, url=server.url, retries=0, timeout=2) as session:
-            for _ in range(2):
-                assert session.edit_contact(ie.Contact(1009, name="x")).status.code == 200
-    assert (server.connections, len(server.requests)) == (2, 2)
-
-
-def test_a_connection_idle_past_the_limit_is_not_reused(monkeypatch, service):
-    monkeypatch.setattr(ie, "_IDLE_LIMIT", 0.05)
-    service.delays.update((contact.name, 0.02) for contact in people(8))  # so that the workers overlap
-    with ie.Session(CREDS, url=service.url) as session:
-        session.edit_contacts(people(8), workers=4)
-        opened = service.connections
-        assert opened > 1
-        time.sleep(0.1)
-        session.edit_contact(ie.Contact(1009, name="later"))
-        assert service.connections == opened + 1
-        # Putting the new connection back closed the ones that had passed the limit.
-        assert eventually(lambda: service.closed == opened)
-
-
-def test_bulk_results_keep_input_order_whatever_order_answers_come_in(service):
-    contacts = people(12)
-    for number, contact in enumerate(contacts):
-        service.delays[contact.name] = 0.005 * (12 - number)  # later contacts are answered sooner
-    with ie.Session(CREDS, url=service.url) as session:
-        for workers in (1, 4):
-            results = session.edit_contacts(iter(contacts), workers=workers)
-            assert [result.contact.name for result in results] == [contact.name for contact in contacts]
-
-
-def test_each_contact_ends_in_its_own_result_and_one_failure_stops_nothing(quick_backoff, service):
-    service.dropped_names.add("drop")
-    contacts = [
-        ie.Contact(1009, name="first"),
-        ie.Contact(4242, name="nobody"),
-        ie.Contact(1009, email=7),
-        "not a contact",
-        ie.Contact(1009, name="drop"),
-        ie.Contact(1009, groups=[99]),
-        ie.Contact(1009, name="last"),
-    ]
-    for workers in (1, 3):
-        service.requests.clear()
-        with ie.Session(CREDS, url=service.url, retries=1) as session:
-            results = session.edit_contacts(contacts, workers=workers)
-        kinds = [type(result).__name__ for result in results]
-        assert kinds == ["Response", "APIError", "ValidationError", "ValidationError", "TransportError", "APIError",
-                         "Response"]
-        assert (results[1].code, results[5].code) == (465, 463)
-        assert "email" in str(results[2]) and "Contact" in str(results[3])
-        assert (results[0].contact.name, results[6].contact.name) == ("first", "last")
-        # The bad contacts were never sent. The dropped one was tried twice (retries=1); a try that went out on
-        # a kept-alive connection is sent once more, since the client cannot tell that drop from an idle close.
-        sent = collections.Counter(ET.fromstring(body).findtext("contact/name") for _, _, body in service.requests)
-        assert 2 <= sent.pop("drop") <= 4
-        assert sent == {"first": 1, "nobody": 1, None: 1, "last": 1}
-
-
-def test_workers_edit_at_once_each_on_its_own_connection(service):
-    contacts = people(16)
-    for contact in contacts:
-        service.delays[contact.name] = 0.05
-    with ie.Session(CREDS, url=service.url) as session:
-        assert all(isinstance(result, ie.Response) for result in session.edit_contacts(contacts, workers=4))
-    assert service.most_in_flight == 4
-    assert service.connections == 4
-
-
-def test_one_worker_uses_one_connection_and_the_calling_thread(service):
-    threads = set()
-    with ie.Session(CREDS, url=service.url) as session:
-        original = session.edit_contact
-
-        def recording(contact):
-            threads.add(threading.current_thread())
-            return original(contact)
-
-        session.edit_contact = recording
-        session.edit_contacts(named(6))
-    assert threads == {threading.current_thread()}
-    assert (service.connections, service.most_in_flight) == (1, 1)
-
-
-@pytest.mark.parametrize("workers", [0, -1, True, 1.5, None, "4"])
-def test_bad_workers_are_refused_before_sending(service, workers):
-    with ie.Session(CREDS, url=service.url) as session:
-        with pytest.raises(ie.ValidationError, match="workers"):
-            session.edit_contacts(named(2), workers=workers)
-    assert service.connections == 0
-
-
-@pytest.mark.parametrize("contacts", [ie.Contact(1009, name="x"), None, 5, "1009"])
-def test_contacts_must_be_an_iterable_of_contacts(service, contacts):
-    with ie.Session(CREDS, url=service.url) as session:
-        with pytest.raises(ie.ValidationError, match="contacts must be an iterable of Contact"):
-            session.edit_contacts(contacts)
-    assert service.connections == 0
-
-
-def test_no_contacts_give_no_results_and_no_connection(service):
-    with ie.Session(CREDS, url=service.url) as session:
-        assert session.edit_contacts([], workers=8) == []
-    assert service.connections == 0
-
-
-def test_a_closed_session_refuses_calls_and_sends_nothing(service):
-    session = ie.Session(CREDS, url=service.url)
-    session.edit_contact(ie.Contact(1009, name="x"))
-    session.close()
-    session.close()  # a second close does nothing
-    assert repr(session).endswith("closed>")
-    for call in (lambda: session.edit_contact(ie.Contact(1009, name="y")), lambda: session.edit_contacts(named(2))):
-        with pytest.raises(ie.ValidationError, match="the session is closed"):
-            call()
-    assert (service.connections, len(service.requests)) == (1, 1)
-    assert eventually(lambda: service.closed == 1)
-
-
-def test_edits_of_one_contact_are_applied_in_input_order_whatever_the_workers(service):
-    rng = random.Random(7)
-    for run in range(5):
-        service.requests.clear()
-        versions = [ie.Contact(1009, name=f"v{number}") for number in range(8)]
-        service.delays.update((contact.name, rng.uniform(0, 0.02)) for contact in versions)
-        with ie.Session(CREDS, url=service.url) as session:
-            results = session.edit_contacts(versions, workers=8)
-        assert [result.contact.name for result in results] == [f"v{number}" for number in range(8)]
-        assert service.contacts[1009]["name"] == "v7"
-        sent = [ET.fromstring(body).findtext("contact/name") for _, _, body in service.requests]
-        assert sent == [f"v{number}" for number in range(8)]
-
-
-def test_one_contact_waits_for_its_own_earlier_edit_and_its_retries_while_others_run(service, quick_backoff):
-    service.unavailable_once.add("a1")  # its first try gets a 503, and is tried again
-    contacts = [ie.Contact(1009, name="a1"), ie.Contact(PEOPLE[0], name="b1"), ie.Contact("1009", name="a2"),
-                ie.Contact(PEOPLE[1], name="c1"), ie.Contact(1009, name="a3")]
-    service.delays.update({"a1": 0.05, "b1": 0.05, "c1": 0.05})
-    with ie.Session(CREDS, url=service.url, retries=2) as session:
-        results = session.edit_contacts(contacts, workers=4)
-    assert [result.contact.name for result in results] == ["a1", "b1", "a2", "c1", "a3"]
-    sent = [ET.fromstring(body).findtext("contact/name") for _, _, body in service.requests]
-    ones = [name for name in sent if name.startswith("a")]
-    assert ones == ["a1", "a1", "a2", "a3"]  # "1009" and 1009 are one contact; the 503 was retried first
-    assert service.most_in_flight >= 2  # other contacts ran beside it
-    assert service.contacts[1009]["name"] == "a3"
-
-
-def test_iter_edit_contacts_reads_lazily_and_yields_in_input_order(service):
-    read = []
-
-    def source():
-        for contact in people(40):
-            read.append(contact)
-            yield contact
-
-    with ie.Session(CREDS, url=service.url) as session:
-        stream = session.iter_edit_contacts(source(), workers=2)
-        assert read == []  # nothing is read before the first result is asked for
-        first_contact, first_result = next(stream)
-        assert first_contact.name == "p0" and first_result.contact.name == "p0"
-        assert len(read) <= 4 * 2 + 1  # a bounded window, not the whole input
-        rest = list(stream)
-    assert [contact.name for contact, _ in rest] == [f"p{number}" for number in range(1, 40)]
-    assert all(result.contact.name == contact.name for contact, result in rest)
-
-
-def worker_threads():
-    return [thread for thread in threading.enumerate() if thread.name == "iletimerkezi_edit-worker"]
-
-
-@pytest.mark.parametrize("leave", ["break", "close"])
-def test_leaving_the_stream_early_sends_nothing_new_and_leaves_no_thread(service, leave):
-    service.delays.update((contact.name, 0.05) for contact in people(200))
-    with ie.Session(CREDS, url=service.url) as session:
-        stream = session.iter_edit_contacts(people(200), workers=4)
-        for number, (_, result) in enumerate(stream):
-            assert isinstance(result, ie.Response)
-            if number == 2:
-                break
-        if leave == "close":
-            stream.close()
-        else:
-            del stream  # what leaving a for loop over session.iter_edit_contacts(...) does
-        assert not worker_threads()  # in-flight edits ended before the stream let go
-        sent = len(service.requests)
-        time.sleep(0.2)
-        assert len(service.requests) == sent <= 3 + 4 * 4
-    assert sent < 200
-
-
-def test_iter_edit_contacts_checks_its_arguments_at_once(service):
-    with ie.Session(CREDS, url=service.url) as session:
-        for contacts, workers in ((people(2), 0), (people(2), True), (ie.Contact(1009), 1), ("1009", 1), (5, 1)):
-            with pytest.raises(ie.ValidationError):
-                session.iter_edit_contacts(contacts, workers=workers)  # not only when iterated
-    with pytest.raises(ie.ValidationError, match="closed"):
-        session.iter_edit_contacts(people(2))
-    assert service.requests == []
-
-
-def test_a_defect_in_a_worker_is_raised_in_the_caller_and_leaves_no_thread(service, monkeypatch):
-    original = ie.Session.edit_contact
-
-    def broken(self, contact):
-        if contact.name == "p3":
-            raise RuntimeError("a defect")
-        return original(self, contact)
-
-    monkeypatch.setattr(ie.Session, "edit_contact", broken)
-    with ie.Session(CREDS, url=service.url) as session:
-        with pytest.raises(RuntimeError, match="a defect"):
-            session.edit_contacts(people(10), workers=3)
-    assert not worker_threads()
-
-
-def test_threads_sharing_a_session_each_get_their_own_answer(service):
-    # Crossed answers are what sharing a connection unsafely would cause; every thread checks its own names.
-    rng = random.Random(7)
-    for contact in named(80, "t"):
-        service.delays[contact.name] = rng.choice([0, 0, 0.001, 0.003])
-    failures = []
-    with ie.Session(CREDS, url=service.url, retries=0) as session:
-
-        def work(first):
-            for number in range(first, 80, 8):
-                name = f"t{number}"
-                try:
-                    if session.edit_contact(ie.Contact(1009, name=name)).contact.name != name:
-                        failures.append(f"{name}: crossed answer")
-                except ie.IletiMerkeziError as error:
-                    failures.append(f"{name}: {error!r}")
-
-        threads = [threading.Thread(target=work, args=(first,)) for first in range(8)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(30)
-    assert failures == []
-    assert len(service.requests) == 80 and service.connections <= 8
-
-
-@pytest.mark.parametrize(
-    "options, named_setting",
-    [
-        ({"url": "http://example.com/"}, "https://"),
-        ({"timeout": 0}, "timeout"),
-        ({"retries": -1}, "retries"),
-        ({"ssl_context": "yes"}, "ssl_context"),
-    ],
-)
-def test_a_session_checks_its_settings_when_made(options, named_setting):
-    with pytest.raises(ie.ValidationError, match=named_setting):
-        ie.Session(CREDS, **options)
-
-
-def test_a_session_wants_credentials_and_never_shows_them():
-    with pytest.raises(ie.ValidationError, match="credentials must be a Credentials"):
-        ie.Session((KEY, HASH))
-    session = ie.Session(ie.Credentials.from_secret(KEY, SECRET))
-    assert SECRET not in repr(session) and HASH not in repr(session).lower()
-    assert repr(session) == f"<Session {ie.API_URL} open>"
-
-
-def test_importing_the_module_loads_none_of_the_command_line_s_own_modules():
-    code = (
-        "import sys; import iletimerkezi_edit as ie; "
-        "ie.build_request(ie.Credentials.from_secret('k', 's'), ie.Contact(1, name='x')); "
-        f"ie.parse_response({SAMPLE_RESPONSE!r}); "
-        "heavy = ['concurrent.futures', 'asyncio', 'argparse', 'json', 'csv', 'zipfile']; "
-        "print(' '.join(name for name in heavy if name in sys.modules))"
-    )
-    done = subprocess.run([sys.executable, "-S", "-c", code], cwd=str(HERE), stdout=subprocess.PIPE, check=True)
-    assert done.stdout.decode().strip() == ""
-
-
-# ---------------------------------------------------------------------------
-# Seeded random tests: mutated answers, random Unicode
-# ---------------------------------------------------------------------------
-
-FUZZ_SEEDS = [
-    SAMPLE_RESPONSE,
-    response_document(465),
-    response_document(200, FakeService().contacts[1009]),
-    b"\xef\xbb\xbf" + SAMPLE_RESPONSE.replace(b"<name>API</name>", b"<name><![CDATA[A]]>PI]]></name><surname/>"),
-]
-FUZZ_TOKENS = [
-    b"<", b">", b"&", b"&amp;", b"&#0;", b"&#xD800;", b"&#x10FFFF;", b"&e;", b"]]>", b"<![CDATA[", b"<!--", b"-->",
-    b"<?pi ?>", b"<!DOCTYPE response>", b'<!DOCTYPE r [<!ENTITY e "x">]>', b"<!ENTITY e 'x'>",
-    b'<?xml version="1.0" encoding="latin-1"?>', b"\x00", b"\xff", b"\xc4", b"\xe2\x80", b"\r\n", b"9" * 25,
-    b"-1", b" ", b"</contact>", b"<contact>", b"<id>", b"</id>", b"<status>", b"</status>", b"<code>200</code>",
-    b"<code>503</code>", b"<response>", b"</response>", b"<custom_field>", b"<groups>", b"\xd9\xa3",
-]
-
-
-def mutate(rng, document):
-    data = bytearray(document)
-    for _ in range(rng.choice([1, 1, 1, 2, 3])):
-        where = rng.randrange(len(data) + 1)
-        operation = rng.choice([0, 0, 1, 1, 2, 2, 3, 3, 4, 5, 5])
-        if operation == 0 and data:
-            data[min(where, len(data) - 1)] = rng.randrange(256)
-        elif operation == 1:
-            data[where:where] = rng.choice(FUZZ_TOKENS)
-        elif operation == 2:
-            del data[where:where + rng.randint(1, 40)]
-        elif operation == 3:
-            data[where:where] = data[where:where + rng.randint(1, 80)]
-        elif operation == 4:
-            del data[where:]
-        else:
-            data = bytearray(re.sub(rb"[0-9]+", lambda found: str(rng.choice([0, 1, 200, 503, 2**63, 10**30])).encode(),
-                                    bytes(data), count=1))
-    return bytes(data)
-
-
-def test_mutated_answers_raise_only_documented_errors():
-    rng = random.Random(20261128)
-    outcomes = collections.Counter()
-    for case in range(24000):
-        body = mutate(rng, rng.choice(FUZZ_SEEDS))
-        http_status = rng.choice([None, 200, 200, 200, 503])
-        try:
-            response = ie.parse_response(body, http_status)
-        except (ie.APIError, ie.ResponseError) as error:
-            outcomes[type(error).__name__] += 1
-            continue
-        except Exception as error:  # noqa: BLE001 - anything else is the failure this test looks for
-            pytest.fail(f"case {case}: {type(error).__name__}: {error} for {body!r}")
-        assert response.status.code == 200 and http_status in (None, 200)
-        assert response.contact is None or isinstance(response.contact.id, int)
-        outcomes["Response"] += 1
-    # The corpus exercises every outcome, so the test can tell when parsing breaks.
-    assert min(outcomes[kind] for kind in ("Response", "APIError", "ResponseError")) > 500, outcomes
 
 
 def chunked_answer(status, payload, sizes=(7, 300, 1)):
@@ -2152,55 +1701,6 @@ def test_mutated_http_answers_end_in_documented_errors():
             except Exception as error:  # noqa: BLE001 - anything else is the failure this test looks for
                 pytest.fail(f"case {case}: {type(error).__name__}: {error} for {raw!r}")
     assert min(outcomes[kind] for kind in ("Response", "APIError", "TransportError", "ResponseError")) > 10, outcomes
-
-
-XML_CHAR = re.compile("[\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]*")
-UNICODE_POOLS = [
-    (0x20, 0x7E), (0x00, 0x1F), (0x7F, 0x9F), (0xA0, 0x17F), (0x2000, 0x206F), (0xD7F0, 0xE010),
-    (0xFFF0, 0xFFFF), (0x10000, 0x10FFFF), (0x1F600, 0x1F64F),
-]
-UNICODE_PIECES = ["]]>", "]]", "\r\n", "\r", "&", "<", ">", "<![CDATA[", "&amp;", "İı", "Şş", "Ğğ"]
-
-
-def random_text(rng):
-    pieces = []
-    for _ in range(rng.randint(0, 12)):
-        if rng.random() < 0.2:
-            pieces.append(rng.choice(UNICODE_PIECES))
-        else:
-            low, high = rng.choice(UNICODE_POOLS)
-            pieces.append(chr(rng.randint(low, high)))
-    return "".join(pieces)
-
-
-def test_random_unicode_is_sent_exactly_or_refused():
-    rng = random.Random(7)
-    sent = refused = 0
-    for _ in range(4000):
-        field, value = rng.choice(TEXT_FIELDS), random_text(rng)
-        contact = contact_with(field, value)
-        if XML_CHAR.fullmatch(value):
-            assert sent_text(ie.build_request(CREDS, contact), field) == value, (field, value)
-            sent += 1
-        else:
-            with pytest.raises(ie.ValidationError, match=re.escape(field_path(field))):
-                ie.build_request(CREDS, contact)
-            refused += 1
-    assert sent > 1000 and refused > 1000
-
-
-def test_random_unicode_comes_back_from_the_service_unchanged(service):
-    rng = random.Random(11)
-    sent = 0
-    while sent < 200:
-        name, value = random_text(rng), random_text(rng)
-        if not (name.strip() and XML_CHAR.fullmatch(name + value)):
-            continue
-        contact = ie.Contact(1009, name=name, custom_fields=[ie.CustomField(2, value)])
-        stored = ie.edit_contact(CREDS, contact, url=service.url).contact
-        assert (stored.name, stored.custom_fields[1].value) == (name, value)
-        sent += 1
-    assert len(service.requests) == sent
 
 
 # ---------------------------------------------------------------------------
@@ -2248,6 +1748,13 @@ def trusting(certificate):
     return ssl.create_default_context(cafile=str(certificate[0]))
 
 
+def test_tls_failure_is_a_transport_error(service):
+    https_url = service.url.replace("http://", "https://")
+    with pytest.raises(ie.TransportError):
+        ie.edit_contact(CREDS, ie.Contact(1009, name="x"), url=https_url, timeout=5, retries=0)
+    assert service.requests == []
+
+
 def test_a_self_signed_server_is_refused_by_default_and_not_retried(certificates):
     with https_service(certificates["local"]) as service:
         started = time.monotonic()
@@ -2284,227 +1791,8 @@ def test_a_tls_handshake_that_never_ends_is_bounded_by_the_timeout(quick_backoff
 
 
 # ---------------------------------------------------------------------------
-# Command line
-# ---------------------------------------------------------------------------
-
-SAMPLE_ARGS = ["--id", "1009", "--name", "API", "--surname", "Test User 2", "--email", "a@b.co",
-               "--gsm", "+905056663325", "--field", "1=27/09/2024", "--field", "2=cip", "--group", "9", "--group", "12"]
-
-
-def run_cli(args, env_extra=None, module=False):
-    env = {name: value for name, value in os.environ.items() if not name.startswith("ILETIMERKEZI_")}
-    env.update(env_extra or {})
-    command = [sys.executable, "-m", "iletimerkezi_edit"] if module else [sys.executable, str(MODULE)]
-    done = subprocess.run(command + args, cwd=str(HERE), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          timeout=60)
-    stdout, stderr = done.stdout.decode("utf-8", "replace"), done.stderr.decode("utf-8", "replace")
-    for secret in (SECRET, HASH):
-        assert secret not in stdout and secret not in stderr
-    assert "Traceback" not in stderr
-    return done.returncode, stdout, stderr
-
-
-CREDENTIAL_ENV = {"ILETIMERKEZI_KEY": KEY, "ILETIMERKEZI_SECRET": SECRET}
-
-
-@pytest.mark.parametrize("module", [False, True], ids=["script", "module"])
-def test_cli_dry_run_prints_the_request_without_credentials_or_network(module):
-    code, stdout, stderr = run_cli(["--dry-run"] + SAMPLE_ARGS, module=module)
-    assert (code, stderr) == (0, "")
-    root = ET.fromstring(stdout.encode("utf-8"))
-    assert root.findtext("authentication/key") == "YOUR_API_KEY"
-    assert root.findtext("authentication/hash") == "REDACTED"
-    contact = root.find("contact")
-    assert contact.findtext("surname") == "Test User 2"
-    assert [group.text for group in contact.find("groups")] == ["9", "12"]
-    assert [f.findtext("value") for f in contact.iter("custom_field")] == ["27/09/2024", "cip"]
-
-
-def test_cli_dry_run_shows_the_key_but_never_the_hash():
-    code, stdout, _ = run_cli(["--dry-run", "--id", "1", "--name", "x"], CREDENTIAL_ENV)
-    assert code == 0
-    root = ET.fromstring(stdout.encode("utf-8"))
-    assert (root.findtext("authentication/key"), root.findtext("authentication/hash")) == (KEY, "REDACTED")
-
-
-def test_cli_clear_flags_send_empty_elements():
-    code, stdout, _ = run_cli(["--dry-run", "--id", "1", "--name", "", "--clear-fields", "--clear-groups"])
-    assert code == 0
-    contact = ET.fromstring(stdout.encode("utf-8")).find("contact")
-    assert [child.tag for child in contact] == ["id", "name", "custom_fields", "groups"]
-    assert all(len(child) == 0 and not child.text for child in list(contact)[1:])
-
-
-def test_cli_edits_the_contact(service):
-    code, stdout, stderr = run_cli(SAMPLE_ARGS[:4] + ["--group", "15", "--url", service.url], CREDENTIAL_ENV)
-    assert (code, stderr) == (0, "")
-    assert stdout.startswith("200 İşlem başarılı\ncontact 1009\n")
-    assert "  groups: 15\n" in stdout
-    assert service.contacts[1009]["groups"] == [15]
-
-
-def test_cli_json_output(service):
-    code, stdout, _ = run_cli(["--id", "1009", "--name", "Şule", "--json", "--url", service.url],
-                              {"ILETIMERKEZI_KEY": KEY, "ILETIMERKEZI_HASH": HASH})
-    assert code == 0
-    printed = json.loads(stdout)
-    assert printed["status"] == {"code": 200, "message": "İşlem başarılı"}
-    assert printed["contact"]["name"] == "Şule"
-    assert printed["contact"]["custom_fields"] == [{"id": 1, "value": "27/09/2024"}, {"id": 2, "value": "cip"}]
-
-
-def test_cli_survives_a_console_that_cannot_show_turkish(service):
-    code, stdout, _ = run_cli(["--id", "1009", "--name", "Şule", "--url", service.url],
-                              dict(CREDENTIAL_ENV, PYTHONIOENCODING="ascii"))
-    assert code == 0
-    assert "\\u015eule" in stdout
-
-
-@pytest.mark.parametrize("encoding", ["ascii", "latin-1", "cp1254", "utf-8"])
-def test_cli_json_is_valid_json_whatever_the_console_encoding(service, encoding):
-    code, stdout, _ = run_cli(["--id", "1009", "--name", "Şule 😀 \\ \"", "--json", "--url", service.url],
-                              dict(CREDENTIAL_ENV, PYTHONIOENCODING=encoding))
-    assert code == 0
-    assert json.loads(stdout)["contact"]["name"] == "Şule 😀 \\ \""
-    assert "\\x" not in stdout and "\\U" not in stdout  # Python's escapes are not JSON
-
-
-@pytest.mark.parametrize("dry_run", [True, False], ids=["dry run", "edit"])
-def test_cli_output_closed_early_after_success_exits_0_quietly(service, dry_run):
-    # As with "| head -0": the reader is gone before anything is written.
-    args = ["--id", "1009", "--name", "Kapalı", "--json"] + (["--dry-run"] if dry_run else ["--url", service.url])
-    env = dict({name: value for name, value in os.environ.items() if not name.startswith("ILETIMERKEZI_")},
-               **CREDENTIAL_ENV)
-    child = subprocess.Popen([sys.executable, str(MODULE), *args], cwd=str(HERE), env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE)
-    child.stdout.close()
-    _, stderr = child.communicate(timeout=60)
-    assert (child.returncode, stderr.decode()) == (0, "")
-    assert len(service.requests) == (0 if dry_run else 1)
-
-
-def test_cli_internal_errors_exit_70_in_one_line_without_secrets(monkeypatch, capsys):
-    def broken(*args, **kwargs):
-        raise RuntimeError(f"a defect near {HASH} and {SECRET}")
-
-    monkeypatch.setattr(ie, "edit_contact", broken)
-    for name, value in CREDENTIAL_ENV.items():
-        monkeypatch.setenv(name, value)
-    assert ie.main(["--id", "1009", "--name", "x"]) == 70
-    err = capsys.readouterr().err
-    assert err.startswith("iletimerkezi-edit: internal error") and err.count("\n") == 1
-    assert "RuntimeError" in err and HASH not in err and SECRET not in err
-
-
-def test_cli_interrupted_exits_130(monkeypatch, capsys):
-    def interrupted(*args, **kwargs):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(ie, "edit_contact", interrupted)
-    for name, value in CREDENTIAL_ENV.items():
-        monkeypatch.setenv(name, value)
-    assert ie.main(["--id", "1009", "--name", "x"]) == 130
-    assert capsys.readouterr().err == "iletimerkezi-edit: interrupted\n"
-
-
-def test_cli_api_refusal_exits_1_with_the_code(service):
-    code, stdout, stderr = run_cli(["--id", "4242", "--name", "x", "--url", service.url], CREDENTIAL_ENV)
-    assert (code, stdout) == (1, "")
-    assert stderr.count("\n") == 1 and "465" in stderr and "Kişi bulunamadı." in stderr
-
-
-def test_cli_error_stays_one_line_when_the_server_message_has_newlines(service):
-    body = response_document(465).replace("Kişi bulunamadı.".encode("utf-8"), "Kişi\n  bulunamadı.".encode("utf-8"))
-    service.canned.append((465, body, "text/xml; charset=utf-8", ()))
-    code, _, stderr = run_cli(["--id", "1009", "--name", "x", "--url", service.url], CREDENTIAL_ENV)
-    assert code == 1 and stderr.count("\n") == 1 and "465 Kişi bulunamadı." in stderr
-
-
-def test_cli_wrong_credentials_exit_1(service):
-    code, _, stderr = run_cli(["--id", "1009", "--name", "x", "--url", service.url],
-                              {"ILETIMERKEZI_KEY": KEY, "ILETIMERKEZI_SECRET": "wrong"})
-    assert code == 1 and "401" in stderr
-
-
-@pytest.mark.parametrize(
-    "args, env, named",
-    [
-        (["--id", "1", "--name", "x"], {}, "ILETIMERKEZI_KEY"),
-        (["--id", "1", "--name", "x"], {"ILETIMERKEZI_KEY": KEY}, "ILETIMERKEZI_SECRET or ILETIMERKEZI_HASH"),
-        (["--id", "0"], CREDENTIAL_ENV, "--id"),
-        (["--id", "1", "--group", "x"], CREDENTIAL_ENV, "--group"),
-        (["--id", "1", "--field", "novalue"], CREDENTIAL_ENV, "ID=VALUE"),
-        (["--id", "1", "--field", "0=x"], CREDENTIAL_ENV, "--field"),
-        (["--id", "1", "--group", "9", "--clear-groups"], CREDENTIAL_ENV, "not allowed with"),
-        (["--id", "1", "--timeout", "0"], CREDENTIAL_ENV, "timeout"),
-        (["--id", "1", "--url", "http://example.com/"], CREDENTIAL_ENV, "https://"),
-        (["--id", "1", "--dry-run", "--url", "http://example.com/"], {}, "https://"),
-        (["--name", "x"], CREDENTIAL_ENV, "--id"),
-        (["--id", "1", "--retries", "-1"], CREDENTIAL_ENV, "--retries"),
-        (["--id", "1", "--retries", "two"], CREDENTIAL_ENV, "--retries"),
-    ],
-)
-def test_cli_bad_usage_or_input_exits_2(args, env, named):
-    code, stdout, stderr = run_cli(args, env)
-    assert (code, stdout) == (2, "")
-    assert named in stderr and stderr.count("\n") == 1
-
-
-def test_cli_no_answer_exits_3(service):
-    code, _, stderr = run_cli(["--id", "1", "--name", "x", "--url", f"http://127.0.0.1:{unused_port()}/", "--retries", "0"],
-                              CREDENTIAL_ENV)
-    assert code == 3 and stderr.count("\n") == 1
-    service.canned.append((502, GARBAGE["html"], "text/html", ()))
-    code, _, stderr = run_cli(["--id", "1", "--name", "x", "--url", service.url, "--retries", "0"], CREDENTIAL_ENV)
-    assert code == 3 and "HTTP 502" in stderr
-
-
-def test_main_returns_exit_codes_instead_of_exiting(capsys):
-    assert ie.main(["--help"]) == 0
-    assert "--dry-run" in capsys.readouterr().out
-    assert ie.main(["--id", "nope"]) == 2
-    assert ie.main(["--dry-run", "--id", "5", "--gsm", "+905001112233"]) == 0
-    assert "<gsm>+905001112233</gsm>" in capsys.readouterr().out
-
-
-@pytest.mark.parametrize("retries, requests", [([], 3), (["--retries", "0"], 1), (["--retries", "4"], 5)])
-def test_cli_retries(retries, requests):
-    with FaultServer(answer(503, response_document(503), extra=RETRY_NOW)) as server:
-        code, stdout, stderr = run_cli(["--id", "1009", "--name", "x", "--url", server.url] + retries, CREDENTIAL_ENV)
-    assert (code, stdout) == (1, "") and "503" in stderr and stderr.count("\n") == 1
-    assert len(server.requests) == requests
-
-
-def test_cli_verbose_logs_each_attempt_without_the_hash():
-    with FaultServer(echo_in_message, answer(503, response_document(503), extra=RETRY_NOW),
-                     answer(200, SAMPLE_RESPONSE)) as server:
-        code, stdout, stderr = run_cli(["--id", "1009", "--name", "x", "--url", server.url, "-v"], CREDENTIAL_ENV)
-    assert code == 1  # the echoing 400 is final
-    [line] = stderr.splitlines()[:-1]
-    assert line.startswith(f"iletimerkezi-edit: POST {server.url}, contact 1009, attempt 1 of 3: HTTP 400, APIError 400 (")
-    assert "<" not in line  # no body with -v; -vv adds them (see the tests at the end)
-    with FaultServer(answer(503, response_document(503), extra=RETRY_NOW), answer(200, SAMPLE_RESPONSE)) as server:
-        code, stdout, stderr = run_cli(["--id", "1009", "--name", "x", "--url", server.url, "--verbose"], CREDENTIAL_ENV)
-    assert code == 0 and stdout.startswith("200 İşlem başarılı")
-    assert re.findall(r"attempt ([0-9]) of 3: HTTP ([0-9]+)", stderr) == [("1", "503"), ("2", "200")]
-
-
-def test_cli_timeout_bounds_each_attempt_and_exits_3():
-    with FaultServer(dribble) as server:
-        started = time.monotonic()
-        code, _, stderr = run_cli(["--id", "1", "--name", "x", "--url", server.url, "--timeout", "0.5", "--retries", "0"],
-                                  CREDENTIAL_ENV)
-        assert time.monotonic() - started < 5
-    assert code == 3 and "timed out" in stderr
-
-
-# ---------------------------------------------------------------------------
 # Proxies, fork, interim answers, name lookups
 # ---------------------------------------------------------------------------
-
-PROXY_USER = "şirket\\ali"
-PROXY_PASSWORD = "p@ss:wörd/42"
-PROXY_CREDENTIALS = "%C5%9Firket%5Cali:p%40ss%3Aw%C3%B6rd%2F42"  # the two above, percent-encoded
 
 
 def basic(user, password):
@@ -2574,7 +1862,7 @@ def relay(one, other, released):
     import select
 
     while not released.is_set():
-        readable, _, _ = select.select([one, other], [], [], 0.05)
+        readable, _, _ = select.select([one, other], [], [], 0.01)
         for source in readable:
             data = source.recv(65536)
             if not data:
@@ -2745,7 +2033,7 @@ def test_a_loopback_http_target_is_tunnelled_too(service):
     assert len(proxy.connects) == 1 and service.connections == 1
 
 
-# -- proxies from the environment ---------------------------------------------
+# -- proxies from the environment ----------------------------------------------
 
 
 def proxy_environment(monkeypatch, **variables):
@@ -2815,57 +2103,6 @@ def test_the_environment_is_read_for_every_new_connection_and_an_explicit_proxy_
         ie.edit_contact(CREDS, ie.Contact(1009, name="none again"), url=tls_service.url, ssl_context=trusted,
                         proxy="")
     assert (len(proxy.connects), len(other.connects), len(tls_service.requests)) == (1, 1, 5)
-
-
-@pytest.mark.parametrize(
-    "proxy, message",
-    [
-        ("ftp://127.0.0.1:3128", "must start with http://"),
-        ("socks5://127.0.0.1:1080", "must start with http://"),
-        ("https://127.0.0.1:3128", "https:// proxies are not supported"),
-        ("http://:3128", "no host"),
-        (f"http://{PROXY_CREDENTIALS}@:3128", "no host"),
-        ("http://127.0.0.1:0", "invalid port"),
-        ("http://127.0.0.1:99999", "invalid port"),
-        (f"http://{PROXY_CREDENTIALS}@127.0.0.1:x", "invalid port"),
-        ("http://127.0.0.1:3128/path", "without a path"),
-        ("http://127.0.0.1:3128?x=1", "without a path"),
-        (f"http://ali:{PROXY_PASSWORD}\n@127.0.0.1:3128", "control characters"),
-        ("http://127.0.0.1:3128\r\nX: y", "control characters"),
-        ("http://[::1:3128", "malformed"),
-        ("http://vekil.şirket:3128", "ASCII"),
-        ("http://ali%3Aveli:x@127.0.0.1:3128", "user name or password"),
-        (3128, "must be a string"),
-    ],
-)
-def test_bad_proxies_are_refused_before_connecting_without_echoing_a_password(service, proxy, message):
-    for via in VIAS:
-        with pytest.raises(ie.ValidationError, match=message) as caught:
-            edit_once(via, CREDS, ie.Contact(1009, name="x"), url=service.url, proxy=proxy)
-        assert PROXY_PASSWORD not in str(caught.value) and "%40ss" not in str(caught.value)
-    assert service.connections == 0
-
-
-@pytest.mark.parametrize("value, message", [("https://127.0.0.1:3128", "https:// proxies"), ("ftp://h:1", "http://")])
-def test_a_bad_proxy_in_the_environment_is_a_validation_error_naming_it(monkeypatch, service, value, message):
-    monkeypatch.setenv("http_proxy", value)
-    with pytest.raises(ie.ValidationError, match=f"http_proxy environment variable.*{message}"):
-        ie.edit_contact(CREDS, ie.Contact(1009, name="x"), url=service.url, retries=2)
-    assert service.connections == 0
-
-
-def test_the_cli_takes_a_proxy_and_never_prints_its_password(tls_service, certificates):
-    with ConnectProxy(refuse=407, reason=f"No {PROXY_PASSWORD}") as proxy:
-        proxy_url = proxy.url.replace("http://", f"http://{PROXY_CREDENTIALS}@")
-        code, stdout, stderr = run_cli(["--id", "1009", "--name", "x", "--url", tls_service.url, "--proxy",
-                                        proxy_url, "-v"], CREDENTIAL_ENV)
-        bad_code, bad_stdout, bad_stderr = run_cli(["--id", "1009", "--name", "x", "--dry-run", "--proxy",
-                                                    f"ftp://{PROXY_CREDENTIALS}@h:1"])
-    assert code == 3 and f"127.0.0.1:{proxy.port}" in stderr and "407" in stderr
-    assert bad_code == 2 and "proxy must start with http://" in bad_stderr
-    for output in (stdout, stderr, bad_stdout, bad_stderr):
-        assert PROXY_PASSWORD not in output and "p%40ss" not in output
-    assert len(proxy.connects) == 1
 
 
 # -- fork ----------------------------------------------------------------------
@@ -2949,7 +2186,7 @@ def test_a_name_lookup_in_flight_at_fork_does_not_stall_the_child(monkeypatch, s
     def getaddrinfo(host, *args, **kwargs):
         if host == "localhost" and not kwargs.get("flags") and not slow.is_set():
             slow.set()
-            time.sleep(3)  # the parent's first lookup, still running when it forks
+            time.sleep(1)  # the parent's first lookup, still running when it forks (a child has no thread to end it)
         return real_getaddrinfo(host, *args, **kwargs)
 
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
@@ -2961,13 +2198,41 @@ def test_a_name_lookup_in_flight_at_fork_does_not_stall_the_child(monkeypatch, s
     parent = threading.Thread(target=edit_in_parent)
     parent.start()
     assert slow.wait(5)
-    got = in_a_child(lambda: ie.edit_contact(CREDS, ie.Contact(1009, name="c"), url=url, timeout=2).contact.name)
+    got = in_a_child(lambda: ie.edit_contact(CREDS, ie.Contact(PEOPLE[0], name="c"), url=url, timeout=2).contact.name)
     parent.join()
     assert got == "c"
     assert eventually(lambda: not lookup_threads())  # the parent's lookup ends too, and is shared with no later test
 
 
-# -- interim answers and answers about another contact -------------------------
+@needs_fork
+# The race shows in some trials only: the default run tries 8 times, `pytest -m soak` 100 times.
+@pytest.mark.parametrize("trials", [8, pytest.param(100, marks=pytest.mark.soak)])
+def test_a_fork_while_another_thread_makes_the_first_session_does_not_hang_the_child(tmp_path, trials):
+    # The other thread is importing (encodings.idna, ssl) or loading the CA store: locks no child thread releases.
+    script = tmp_path / "trial.py"
+    script.write_text(f"""
+import os, signal, sys, threading, time, warnings
+warnings.simplefilter("ignore")
+sys.path.insert(0, {str(HERE)!r})
+import iletimerkezi_edit as ie
+credentials = ie.Credentials("k", "0" * 64)
+worker = threading.Thread(target=lambda: ie.Session(credentials))
+worker.start()
+pid = os.fork()
+if pid == 0:
+    signal.alarm(10)
+    ie.Session(credentials)
+    os._exit(0)
+_, status = os.waitpid(pid, 0)
+worker.join()
+print("ok" if status == 0 else "hung")
+""")
+    for _ in range(trials):
+        done = subprocess.run([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+        assert done.stdout.decode().strip() == "ok", done.stderr.decode()[-500:]
+
+
+# -- interim answers, and answers about another contact or none ----------------
 
 
 def answer_each_after(*interims, contact_id=None):
@@ -3001,6 +2266,11 @@ def test_interim_answers_are_skipped_and_keep_a_session_in_step(interims, via):
     assert server.connections == (3 if via == "function" else 1)
 
 
+def test_seventeen_interim_answers_are_still_skipped():
+    with FaultServer(answer_each_after(*[(102, "Processing")] * 17)) as server:
+        assert ie.edit_contact(CREDS, ie.Contact(1009, name="x"), url=server.url, retries=0).contact.name == "x"
+
+
 def test_an_unasked_protocol_switch_or_endless_interim_answers_are_refused(quick_backoff):
     for interims in ([(101, "Switching Protocols")], [(103, "Early Hints")] * 1001):
         with FaultServer(answer_each_after(*interims)) as server:
@@ -3013,6 +2283,16 @@ def test_an_answer_about_another_contact_is_refused_and_its_connection_closed():
     with FaultServer(answer_each_after(contact_id=1010), answer_each_after()) as server:
         with ie.Session(CREDS, url=server.url, retries=0, timeout=2) as session:
             with pytest.raises(ie.ResponseError, match="about contact 1010, not 1009"):
+                session.edit_contact(ie.Contact(1009, name="x"))
+            assert session.edit_contact(ie.Contact(1009, name="y")).contact.name == "y"
+    assert server.connections == 2
+
+
+def test_a_success_that_names_no_contact_is_refused_and_its_connection_closed():
+    bare = b"<response><status><code>200</code><message>ok</message></status></response>"
+    with FaultServer(answer(200, bare), answer_each_after()) as server:
+        with ie.Session(CREDS, url=server.url, retries=0, timeout=2) as session:
+            with pytest.raises(ie.ResponseError, match="names no contact"):
                 session.edit_contact(ie.Contact(1009, name="x"))
             assert session.edit_contact(ie.Contact(1009, name="y")).contact.name == "y"
     assert server.connections == 2
@@ -3032,7 +2312,7 @@ def test_a_desynchronised_connection_never_passes_off_an_old_answer_as_new():
     assert server.connections == 2  # the stray answer was seen before sending; the edit went on a new connection
 
 
-# -- name lookups and settings ---------------------------------------------------
+# -- name lookups --------------------------------------------------------------
 
 
 def lookup_threads():
@@ -3077,16 +2357,554 @@ def test_a_lookup_thread_that_cannot_start_is_a_transport_error(monkeypatch, ser
     assert ie.edit_contact(CREDS, ie.Contact(1009, name="x"), url=url).contact.name == "x"  # nothing left stuck
 
 
-@pytest.mark.parametrize("timeout", [1e10, 86400.001, float("1e308"), threading.TIMEOUT_MAX])
-def test_a_timeout_no_platform_can_hold_is_refused(service, timeout):
-    for via in VIAS:
-        with pytest.raises(ie.ValidationError, match="timeout must be .* at most 86400"):
-            edit_once(via, CREDS, ie.Contact(1009, name="x"), url=service.url, timeout=timeout)
-    assert service.connections == 0
+# ---------------------------------------------------------------------------
+# Retries and backoff
+# ---------------------------------------------------------------------------
 
 
-def test_the_longest_timeout_is_accepted(service):
-    assert ie.edit_contact(CREDS, ie.Contact(1009, name="x"), url=service.url, timeout=86400).contact.name == "x"
+def test_retries_zero_tries_once_and_more_retries_try_more(quick_backoff):
+    for retries in (0, 4):
+        with FaultServer(close) as server:
+            with pytest.raises(ie.TransportError):
+                ie.edit_contact(CREDS, ie.Contact(1009, name="x"), url=server.url, timeout=2, retries=retries)
+        assert len(server.requests) == retries + 1
+
+
+@pytest.mark.parametrize("name", ["503", "502", "500", "504"])
+def test_http_errors_carry_their_status_after_retries(quick_backoff, name):
+    status = int(name)
+    body = response_document(503) if status == 503 else GARBAGE["html"]
+    with FaultServer(answer(status, body, "text/html" if status != 503 else "text/xml", RETRY_NOW)) as server:
+        with pytest.raises(ie.IletiMerkeziError) as caught:
+            ie.edit_contact(CREDS, ie.Contact(1009, name="x"), url=server.url, timeout=2)
+    assert caught.value.http_status == status
+    assert len(server.requests) == 3
+
+
+def test_the_last_error_is_raised_as_it_was(quick_backoff):
+    with FaultServer(hang, answer(503, response_document(503), extra=RETRY_NOW)) as server:
+        with pytest.raises(ie.APIError) as caught:
+            ie.edit_contact(CREDS, ie.Contact(1009, name="x"), url=server.url, timeout=0.3, retries=1)
+    assert (caught.value.code, caught.value.http_status, caught.value.message) == (503, 503, SERVER_MESSAGES[503])
+    assert len(server.requests) == 2
+
+
+def waits_logged(records):
+    return [float(found) for found in re.findall(r"trying again in ([0-9.]+) s", " ".join(r.getMessage() for r in records))]
+
+
+def test_backoff_grows_exponentially_with_jitter_up_to_a_cap(monkeypatch, caplog):
+    monkeypatch.setattr(ie._RetryPolicy, "BACKOFF_FIRST", 0.04)
+    monkeypatch.setattr(ie._RetryPolicy, "BACKOFF_CAP", 0.1)
+    caplog.set_level(logging.DEBUG, logger="iletimerkezi_edit")
+    started = time.monotonic()
+    with pytest.raises(ie.TransportError):
+        ie.edit_contact(CREDS, ie.Contact(1, name="x"), url=f"http://127.0.0.1:{unused_port()}{PATH}", retries=5)
+    elapsed = time.monotonic() - started
+    waits = waits_logged(caplog.records)
+    ceilings = [0.04, 0.08, 0.1, 0.1, 0.1]
+    assert len(waits) == 5
+    assert all(ceiling / 2 - 0.005 <= wait <= ceiling + 0.005 for wait, ceiling in zip(waits, ceilings)), waits
+    assert elapsed >= sum(waits) - 0.03
+
+
+def test_waits_are_jittered():
+    # Clients that failed together should not all come back at the same moment.
+    waits = [ie._RetryPolicy(2).wait(ie._Outcome(None, ie.TransportError("x")), 1) for _ in range(1000)]
+    assert 0.25 <= min(waits) < 0.27 and 0.48 < max(waits) <= 0.5
+
+
+def test_retry_waits_neither_follow_nor_disturb_the_global_random_state():
+    # Processes forked from one parent, or Lambda SnapStart instances restored from one snapshot, share the
+    # state of the random module; waits drawn from it would be the same in each, and they would retry in step.
+    saved = random.getstate()
+    try:
+        draws = []
+        for _ in range(2):
+            random.seed(13)
+            state = random.getstate()
+            draws.append([ie._RetryPolicy(2).wait(ie._Outcome(None, ie.TransportError("x")), 1) for _ in range(8)])
+            assert random.getstate() == state  # nothing was drawn from it
+    finally:
+        random.setstate(saved)
+    assert draws[0] != draws[1]
+    assert all(0.25 <= wait <= 0.5 for wait in draws[0] + draws[1])
+    assert isinstance(ie._jitter(), random.SystemRandom)  # os.urandom: no state to share
+
+
+def test_default_backoff_starts_at_half_a_second(caplog):
+    caplog.set_level(logging.DEBUG, logger="iletimerkezi_edit")
+    with pytest.raises(ie.TransportError):
+        ie.edit_contact(CREDS, ie.Contact(1, name="x"), url=f"http://127.0.0.1:{unused_port()}{PATH}", retries=1)
+    [wait] = waits_logged(caplog.records)
+    assert 0.25 <= wait <= 0.5
+
+
+def test_retry_after_is_honoured(caplog):
+    caplog.set_level(logging.DEBUG, logger="iletimerkezi_edit")
+    busy = answer(503, response_document(503), extra=(("Retry-After", "1"),))
+    with FaultServer(busy, answer(200, SAMPLE_RESPONSE)) as server:
+        started = time.monotonic()
+        ie.edit_contact(CREDS, ie.Contact(1009, name="x"), url=server.url)
+        elapsed = time.monotonic() - started
+    assert waits_logged(caplog.records) == [1.0]
+    assert elapsed >= 1.0 and len(server.requests) == 2
+
+
+@pytest.mark.parametrize("header, expected", [("5", 0.2), ("Wed, 21 Oct 2026 07:28:00 GMT", None), ("-5", None)])
+def test_retry_after_is_capped_and_only_seconds_count(quick_backoff, monkeypatch, caplog, header, expected):
+    monkeypatch.setattr(ie._RetryPolicy, "RETRY_AFTER_CAP", 0.2)
+    caplog.set_level(logging.DEBUG, logger="iletimerkezi_edit")
+    busy = answer(503, response_document(503), extra=(("Retry-After", header),))
+    with FaultServer(busy, answer(200, SAMPLE_RESPONSE)) as server:
+        started = time.monotonic()
+        ie.edit_contact(CREDS, ie.Contact(1009, name="x"), url=server.url)
+        assert time.monotonic() - started < 2
+    [wait] = waits_logged(caplog.records)
+    if expected is None:  # not seconds: the backoff decides
+        assert wait <= 0.01
+    else:
+        assert wait == expected
+
+
+# ---------------------------------------------------------------------------
+# Secrets and logging
+# ---------------------------------------------------------------------------
+
+
+def request_body(request):
+    return request.partition(b"\r\n\r\n")[2].decode("utf-8")
+
+
+def echo_in_message_as(change):
+    """A 400 whose message is the request's body, passed through ``change``."""
+
+    def behaviour(connection, server, request):
+        echoed = xml_escape(change(request_body(request))).encode()
+        connection.sendall(http_answer(400, response_document(400).replace(SERVER_MESSAGES[400].encode(), echoed)))
+
+    return behaviour
+
+
+echo_in_message = echo_in_message_as(str)
+echo_lowercased_in_message = echo_in_message_as(str.lower)
+
+
+def echo_in_status_line(connection, server, request):
+    connection.sendall(b"HTTP/1.1 " + b" ".join(request.split()) + b"\r\n\r\n")
+
+
+def echo_in_html(connection, server, request):
+    connection.sendall(http_answer(502, b"<html><pre>" + request + b"</pre></html>", "text/html"))
+
+
+def echo_as_root(connection, server, request):
+    connection.sendall(http_answer(200, f"<a{HASH}><status/></a{HASH}>".encode()))
+
+
+SECRET_SCENARIOS = {
+    "refused": None,
+    "hang": [hang],
+    "reset": [reset],
+    "cut short": [cut_short],
+    "always 503": [answer(503, response_document(503), extra=RETRY_NOW)],
+    "html 502": [answer(502, GARBAGE["html"], "text/html")],
+    "401": [answer(401, response_document(401))],
+    "doctype bomb": [answer(200, BILLION_LAUGHS)],
+    "21 MiB": [endless],
+    "echo in message": [echo_in_message],
+    "echo lowercased in message": [echo_lowercased_in_message],
+    "echo in status line": [echo_in_status_line],
+    "echo in html": [echo_in_html],
+    "echo as root element": [echo_as_root],
+}
+ECHOED_IN_ERROR = {"echo in message", "echo lowercased in message", "echo in status line", "echo as root element"}
+
+
+def everything_a_user_sees(error, records):
+    """Every text an error or log record can show: messages, reprs, attributes, causes, the traceback."""
+    texts = ["".join(traceback.format_exception(type(error), error, error.__traceback__))]
+    link = error
+    while link is not None:
+        texts += [str(link), repr(link), repr(link.args), repr(getattr(link, "__dict__", {}))]
+        link = link.__cause__ or link.__context__
+    for record in records:
+        texts += [record.getMessage(), repr(record.args), logging.Formatter().format(record)]
+    return "\n".join(texts).lower()
+
+
+@pytest.mark.parametrize("via", VIAS)
+@pytest.mark.parametrize("name", list(SECRET_SCENARIOS))
+@pytest.mark.parametrize("credentials", [ie.Credentials.from_secret(KEY, SECRET), ie.Credentials(KEY, HASH.upper())],
+                         ids=["from secret", "upper-case hash"])
+def test_no_failure_shows_the_secret_or_the_hash(quick_backoff, caplog, name, credentials, via):
+    caplog.set_level(logging.DEBUG, logger="iletimerkezi_edit")
+    caplog.set_level(logging.DEBUG, logger="iletimerkezi_edit.bodies")  # the bodies too, switched on by name
+    behaviours = SECRET_SCENARIOS[name]
+    with contextlib.ExitStack() as stack:
+        url = f"http://127.0.0.1:{unused_port()}{PATH}"
+        if behaviours is not None:
+            url = stack.enter_context(FaultServer(*behaviours)).url
+        with pytest.raises(ie.IletiMerkeziError) as caught:
+            edit_once(via, credentials, ie.Contact(1009, name="x"), url=url, timeout=0.25, retries=1)
+    seen = everything_a_user_sees(caught.value, caplog.records)
+    assert SECRET not in seen and HASH not in seen
+    # Each attempt's bodies line shows the request with the hash redacted.
+    bodies = [record.getMessage().lower() for record in caplog.records if record.name == "iletimerkezi_edit.bodies"]
+    assert bodies and all("<hash>redacted</hash>" in line for line in bodies)
+    if name in ECHOED_IN_ERROR:  # the echo reached the error, and was redacted there
+        assert "redacted" in str(caught.value).lower()
+
+
+def shown_with_locals(error):
+    """What Sentry, ``pytest --showlocals`` or Django's debug page can show of an error: its traceback and those
+    of every error chained to it, with the local variables of each frame."""
+    formatted = traceback.TracebackException(type(error), error, error.__traceback__, capture_locals=True).format()
+    return "".join(formatted).lower()
+
+
+FRAME_SCENARIOS = dict(
+    SECRET_SCENARIOS,
+    **{
+        "465": [answer(465, response_document(465))],
+        "json": [answer(200, GARBAGE["json"], "application/json")],
+        "bad input after credentials were made": "bad input",
+    },
+)
+
+
+@pytest.mark.parametrize("via", VIAS + ["bulk"])
+@pytest.mark.parametrize("name", list(FRAME_SCENARIOS))
+@pytest.mark.parametrize("credentials", [ie.Credentials.from_secret(KEY, SECRET), ie.Credentials(KEY, HASH.upper())],
+                         ids=["from secret", "upper-case hash"])
+def test_no_frame_of_any_failure_holds_the_secret_or_the_hash(quick_backoff, name, credentials, via):
+    scenario = FRAME_SCENARIOS[name]
+    contact = ie.Contact(1009, name="a\x00b" if scenario == "bad input" else "x")
+    with contextlib.ExitStack() as stack:
+        url = f"http://127.0.0.1:{unused_port()}{PATH}"
+        if scenario not in (None, "bad input"):
+            url = stack.enter_context(FaultServer(*scenario)).url
+        if via == "bulk":
+            with ie.Session(credentials, url=url, timeout=0.25, retries=1) as session:
+                [error] = session.edit_contacts([contact], workers=1)
+                # Two contacts side by side: the second's error comes from a worker thread.
+                [other] = session.edit_contacts([contact, ie.Contact(PEOPLE[0], name=contact.name)], workers=2)[1:]
+            assert isinstance(error, ie.IletiMerkeziError) and isinstance(other, ie.IletiMerkeziError)
+            errors = [error, other]
+        else:
+            with pytest.raises(ie.IletiMerkeziError) as caught:
+                edit_once(via, credentials, contact, url=url, timeout=0.25, retries=1)
+            errors = [caught.value]
+    for error in errors:
+        shown = shown_with_locals(error)
+        assert "frame" not in shown or "line" in shown  # the format is the one a debugger shows
+        assert SECRET not in shown and HASH not in shown, shown
+
+
+def test_credentials_from_a_bad_environment_leave_no_secret_in_frames(monkeypatch):
+    monkeypatch.setenv("ILETIMERKEZI_KEY", KEY)
+    monkeypatch.setenv("ILETIMERKEZI_SECRET", SECRET)
+    monkeypatch.setenv("ILETIMERKEZI_HASH", "0" * 64)  # does not match: from_env refuses after computing the hash
+    with pytest.raises(ie.ValidationError, match="does not match") as caught:
+        ie.Credentials.from_env()
+    shown = shown_with_locals(caught.value)
+    assert SECRET not in shown and HASH not in shown and "0" * 64 not in shown
+
+
+def test_a_secret_that_is_not_utf8_is_a_validation_error_naming_it_and_stays_out_of_frames(monkeypatch):
+    monkeypatch.setenv("ILETIMERKEZI_KEY", KEY)
+    secret = b"\xfeifre-test-secret".decode("utf-8", "surrogateescape")  # typed in a cp1254 terminal
+    monkeypatch.setattr(os, "environ", dict(os.environ, ILETIMERKEZI_SECRET=secret))
+
+    def raised(call):  # so that the traceback starts here, not in this test's frame, which holds the secret
+        try:
+            call()
+        except ie.ValidationError as error:
+            return error
+        raise AssertionError("no ValidationError")
+
+    error = raised(ie.Credentials.from_env)
+    assert "ILETIMERKEZI_SECRET cannot be encoded as UTF-8" in str(error)
+    assert "ifre-test-secret" not in shown_with_locals(error)
+    with pytest.raises(ie.ValidationError, match="secret cannot be encoded"):
+        ie.sign(KEY, secret)
+
+
+def test_a_refused_proxy_password_stays_out_of_the_frames_below_the_call(service):
+    def refused():
+        try:
+            ie.Session(CREDS, url=service.url, proxy="http://ali:Hunter2-Sekret@127.0.0.1:3128/path")
+        except ie.ValidationError as error:
+            return error
+        raise AssertionError("accepted")
+
+    error = refused()
+    trace, below = error.__traceback__, []
+    while trace is not None:
+        if trace.tb_frame.f_code.co_name not in ("refused", "__init__"):  # those hold the argument they were given
+            below.append(repr(trace.tb_frame.f_locals))
+        trace = trace.tb_next
+    assert below and not any("Hunter2-Sekret" in local_variables for local_variables in below)
+
+
+def test_each_attempt_logs_one_debug_line(caplog):
+    caplog.set_level(logging.DEBUG, logger="iletimerkezi_edit")
+    with FaultServer(answer(503, response_document(503), extra=RETRY_NOW), answer(200, SAMPLE_RESPONSE)) as server:
+        ie.edit_contact(CREDS, ie.Contact(1009, name="Şule"), url=server.url)
+    first, second = caplog.records
+    assert {first.levelno, second.levelno, first.name} == {logging.DEBUG, "iletimerkezi_edit"}
+    assert re.fullmatch(rf"POST {re.escape(server.url)}, contact 1009, attempt 1 of 3: HTTP 503, APIError 503 \(.*\), "
+                        r"trying again in 0\.00 s after [0-9]+ ms", first.getMessage())
+    assert re.fullmatch(rf"POST {re.escape(server.url)}, contact 1009, attempt 2 of 3: HTTP 200 after [0-9]+ ms",
+                        second.getMessage())
+    # No body at this level: the request and answer go to iletimerkezi_edit.bodies (see the bodies tests below).
+
+
+def test_the_logger_has_a_null_handler_and_is_silent_by_default():
+    logger = logging.getLogger("iletimerkezi_edit")
+    assert any(isinstance(handler, logging.NullHandler) for handler in logger.handlers)
+    code = ("import logging, sys; sys.path.insert(0, '.'); import iletimerkezi_edit as ie; "
+            f"ie.edit_contact(ie.Credentials('k', 'a' * 64), ie.Contact(1, name='x'), url='http://127.0.0.1:{unused_port()}/', retries=0)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=str(HERE), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert done.returncode == 1 and b"TransportError" in done.stderr and b"attempt" not in done.stderr
+
+
+PERSONAL = {"name": "Şule Gizlioğlu", "surname": "Saklıdere", "email": "sule.saklidere@example.com",
+            "gsm": "+905331234567", "field": "doğum-27/09/1990"}
+
+
+def personal_contact():
+    return ie.Contact(1009, name=PERSONAL["name"], surname=PERSONAL["surname"], email=PERSONAL["email"],
+                      gsm=PERSONAL["gsm"], custom_fields=[ie.CustomField(1, PERSONAL["field"])], groups=[9, 12])
+
+
+def personal_data_in(records):
+    """The personal values that any record shows, in its message, its arguments or formatted."""
+    texts = [text for record in records
+             for text in (record.getMessage(), repr(record.args), logging.Formatter().format(record))]
+    return sorted({name for name, value in PERSONAL.items() for text in texts if value.lower() in text.lower()})
+
+
+@pytest.mark.parametrize("via", VIAS)
+def test_a_root_logger_at_debug_shows_each_attempt_but_no_personal_data(caplog, via, service):
+    # What AWS Lambda does when the function's log level is DEBUG: the root logger, and its handler, at DEBUG.
+    caplog.set_level(logging.DEBUG)
+    service.canned.append((503, response_document(503), "text/xml; charset=utf-8", RETRY_NOW))
+    response = edit_once(via, CREDS, personal_contact(), url=service.url)
+    assert response.contact.name == PERSONAL["name"]  # the answer, too, carried all of it
+    lines = [record.getMessage() for record in caplog.records]
+    assert [re.sub(r"[0-9]+ ms$", "N ms", line) for line in lines] == [
+        f"POST {service.url}, contact 1009, attempt 1 of 3: HTTP 503, APIError 503 ({ie._DESCRIPTIONS[503]}), "
+        "trying again in 0.00 s after N ms",
+        f"POST {service.url}, contact 1009, attempt 2 of 3: HTTP 200 after N ms",
+    ]
+    assert personal_data_in(caplog.records) == []
+    assert {record.name for record in caplog.records} == {"iletimerkezi_edit"}
+
+
+@pytest.mark.parametrize("name", [name for name in SECRET_SCENARIOS if name != "refused"])
+def test_whatever_the_server_answers_the_attempt_lines_hold_no_personal_data(quick_backoff, caplog, name):
+    # Servers that echo the request into a message, a status line or an HTML page, and every failure besides.
+    caplog.set_level(logging.DEBUG)
+    with FaultServer(*SECRET_SCENARIOS[name]) as server, pytest.raises(ie.IletiMerkeziError):
+        ie.edit_contact(CREDS, personal_contact(), url=server.url, timeout=0.25, retries=1)
+    attempts = [record for record in caplog.records if " attempt " in record.getMessage()]
+    assert len(attempts) == len(server.requests) and all("contact 1009" in r.getMessage() for r in attempts)
+    assert personal_data_in(caplog.records) == []
+
+
+def test_the_attempt_line_names_the_network_error_but_quotes_no_answer(quick_backoff, caplog):
+    caplog.set_level(logging.DEBUG)
+    with pytest.raises(ie.TransportError):
+        ie.edit_contact(CREDS, ie.Contact(7, name="x"), url=f"http://127.0.0.1:{unused_port()}{PATH}", retries=0)
+    def status_line_with_a_name(connection, server, request):  # http.client quotes it in its error
+        connection.sendall(f"HTTP/1.1 2OO {PERSONAL['email']}\r\n\r\n".encode())
+
+    with FaultServer(status_line_with_a_name) as server, pytest.raises(ie.TransportError) as caught:
+        ie.edit_contact(CREDS, ie.Contact(7, name="x"), url=server.url, retries=0)
+    assert PERSONAL["email"] in str(caught.value)  # the caller's error keeps it
+    refused, quoted = (record.getMessage() for record in caplog.records)
+    assert re.search(r"contact 7, attempt 1 of 1: no answer, TransportError \(ConnectionRefusedError: .+\) after",
+                     refused)
+    assert re.search(r"contact 7, attempt 1 of 1: no answer, TransportError \(BadStatusLine\) after", quoted)
+    assert personal_data_in(caplog.records) == []
+
+
+def test_the_readme_shows_the_attempt_line_as_it_is_logged(caplog, service):
+    readme = (HERE / "README.md").read_text(encoding="utf-8")
+    [shown] = re.findall(r"```text\n(POST https://api\.iletimerkezi\.com/.*)\n```", readme)
+    caplog.set_level(logging.DEBUG)
+    service.canned.append((503, response_document(503), "text/xml; charset=utf-8", RETRY_NOW))
+    ie.edit_contact(CREDS, personal_contact(), url=service.url)
+    logged = caplog.records[0].getMessage().replace(service.url, ie.API_URL)
+    assert re.sub(r"[0-9.]+ (s|ms)\b", r"N \1", logged) == re.sub(r"[0-9.]+ (s|ms)\b", r"N \1", shown)
+
+
+@pytest.mark.parametrize("inherited", ["root", "iletimerkezi_edit"])
+def test_the_bodies_are_logged_only_when_their_own_logger_is_set_to_debug(caplog, service, inherited):
+    caplog.set_level(logging.DEBUG, logger=None if inherited == "root" else inherited)
+    ie.edit_contact(CREDS, personal_contact(), url=service.url)
+    assert [record.name for record in caplog.records] == ["iletimerkezi_edit"]  # DEBUG inherited: no bodies
+    caplog.clear()
+    caplog.set_level(logging.DEBUG, logger="iletimerkezi_edit.bodies")  # the switch, on purpose and by name
+    ie.edit_contact(CREDS, personal_contact(), url=service.url)
+    [attempt] = [record for record in caplog.records if record.name == "iletimerkezi_edit"]
+    [bodies] = [record for record in caplog.records if record.name == "iletimerkezi_edit.bodies"]
+    assert bodies.levelno == logging.DEBUG and "\n" not in bodies.getMessage()
+    assert bodies.getMessage().startswith(f"POST {service.url}, contact 1009, attempt 1 of 3: request '<?xml")
+    assert "<key>test-key</key>" in bodies.getMessage() and "<hash>REDACTED</hash>" in bodies.getMessage()
+    assert "; answer '<?xml" in bodies.getMessage() and "İşlem başarılı" in bodies.getMessage()
+    assert personal_data_in([bodies]) == sorted(PERSONAL)  # in the request and in the answer
+    assert personal_data_in([attempt]) == []
+
+
+def test_with_only_the_bodies_switched_on_each_attempt_still_logs_its_bodies(caplog):
+    caplog.set_level(logging.DEBUG, logger="iletimerkezi_edit.bodies")  # the module's own logger stays at WARNING
+    logging.getLogger("iletimerkezi_edit").setLevel(logging.WARNING)
+    try:
+        with FaultServer(echo_in_html, answer(200, SAMPLE_RESPONSE)) as server:
+            ie.edit_contact(CREDS, ie.Contact(1009, name="Şule"), url=server.url)
+    finally:
+        logging.getLogger("iletimerkezi_edit").setLevel(logging.NOTSET)
+    first, second = (record.getMessage() for record in caplog.records)
+    assert "attempt 1 of 3" in first and "; answer '<html><pre>POST" in first
+    assert re.search(r"; ResponseError: .* \(HTTP 502\)$", first)
+    assert HASH not in first and first.count("<hash>REDACTED</hash>") == 2  # the request, and its echo in the answer
+    assert "attempt 2 of 3" in second and "; answer '<?xml" in second and "Error" not in second
+
+
+def test_a_long_answer_is_cut_in_the_bodies_line_after_the_hash_is_redacted(caplog):
+    caplog.set_level(logging.DEBUG, logger="iletimerkezi_edit.bodies")
+    page = b"<html>" + b"x" * (ie._BODY_LOG_LIMIT - 10) + HASH.encode() + b"y" * 5000 + b"</html>"
+    with FaultServer(answer(502, page, "text/html")) as server, pytest.raises(ie.ResponseError):
+        ie.edit_contact(CREDS, ie.Contact(1009, name="x"), url=server.url, retries=0)
+    [line] = (record.getMessage() for record in caplog.records)
+    assert HASH[:8] not in line and "xREDA" in line
+    assert re.search(r"\.\.\. \([0-9]+ more characters\)'; ResponseError", line)
+
+
+# ---------------------------------------------------------------------------
+# Session: kept-alive connections, sharing between threads
+# ---------------------------------------------------------------------------
+
+
+def test_a_session_sends_every_edit_on_one_kept_alive_connection(service):
+    with ie.Session(CREDS, url=service.url, retries=0) as session:
+        assert service.connections == 0  # nothing is opened before the first edit
+        names = [session.edit_contact(contact).contact.name for contact in named(5)]
+        assert names == ["n0", "n1", "n2", "n3", "n4"]
+        assert (service.connections, len(service.requests), service.closed) == (1, 5, 0)
+    assert all("close" not in headers.get("Connection", "").lower() for _, headers, _ in service.requests)
+    assert eventually(lambda: service.closed == 1)  # leaving the block closed it
+
+
+def test_the_one_shot_function_asks_for_and_gets_a_connection_per_call(service):
+    for contact in named(3):
+        ie.edit_contact(CREDS, contact, url=service.url)
+    assert service.connections == 3
+    assert [headers["Connection"] for _, headers, _ in service.requests] == ["close"] * 3
+    assert eventually(lambda: service.closed == 3)
+
+
+def test_a_session_reuses_its_connection_over_tls(certificates):
+    with https_service(certificates["local"]) as service:
+        with ie.Session(CREDS, url=service.url, ssl_context=trusting(certificates["local"])) as session:
+            for contact in named(4):
+                session.edit_contact(contact)
+        assert (service.connections, len(service.requests)) == (1, 4)
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+def test_a_connection_the_server_closed_while_idle_is_reopened_without_a_retry(certificates, caplog, tls):
+    caplog.set_level(logging.DEBUG, logger="iletimerkezi_edit")
+    with contextlib.ExitStack() as stack:
+        if tls:
+            service = stack.enter_context(https_service(certificates["local"]))
+            context = trusting(certificates["local"])
+        else:
+            service, context = stack.enter_context(running(FakeService())), None
+        service.idle_timeout = 0.1  # like nginx's keepalive_timeout, only shorter
+        with ie.Session(CREDS, url=service.url, retries=0, ssl_context=context) as session:
+            for contact in named(3):
+                assert session.edit_contact(contact).contact.name == contact.name
+                assert eventually(lambda: service.closed == service.connections)
+        assert (service.connections, len(service.requests)) == (3, 3)  # seen closed before sending: nothing resent
+    # One attempt per edit, and no reconnect: the close was noticed before anything was sent.
+    outcomes = [re.search(r"(attempt .*?) after", record.getMessage()) for record in caplog.records]
+    assert [outcome and outcome.group(1) for outcome in outcomes] == ["attempt 1 of 1: HTTP 200"] * 3
+
+
+def keep_alive_then(drop):
+    """Answer the first request and keep the connection open; on the next request, act out ``drop``."""
+
+    def behaviour(connection, server, request):
+        connection.sendall(http_answer(200, SAMPLE_RESPONSE))
+        request = read_request(connection)
+        if request:
+            server.requests.append(request)
+            drop(connection, server, request)
+
+    return behaviour
+
+
+@pytest.mark.parametrize("drop", [close, reset], ids=["closed", "reset"])
+def test_a_close_that_crosses_the_request_is_resent_once_on_a_new_connection(caplog, drop):
+    # The server had decided to close as the request went out: it reads the request, then drops it unanswered.
+    caplog.set_level(logging.DEBUG, logger="iletimerkezi_edit")
+    with FaultServer(keep_alive_then(drop)) as server:
+        with ie.Session(CREDS, url=server.url, retries=0) as session:
+            for _ in range(3):
+                assert session.edit_contact(ie.Contact(1009, name="x")).status.code == 200
+    assert (server.connections, len(server.requests)) == (3, 5)
+    reconnects = [record for record in caplog.records if "closed the idle connection" in record.getMessage()]
+    assert len(reconnects) == 2 and all("attempt" not in record.getMessage() for record in reconnects)
+
+
+def test_a_fresh_connection_closed_unanswered_is_a_failure_not_resent():
+    with FaultServer(close) as server:
+        with ie.Session(CREDS, url=server.url, retries=0) as session:
+            with pytest.raises(ie.TransportError, match="RemoteDisconnected"):
+                session.edit_contact(ie.Contact(1009, name="x"))
+    assert (server.connections, len(server.requests)) == (1, 1)
+
+
+def test_a_kept_connection_that_goes_silent_is_a_timeout_not_a_reconnect(caplog):
+    caplog.set_level(logging.DEBUG, logger="iletimerkezi_edit")
+    with FaultServer(keep_alive_then(hang)) as server:
+        with ie.Session(CREDS, url=server.url, retries=0, timeout=0.3) as session:
+            session.edit_contact(ie.Contact(1009, name="x"))
+            with pytest.raises(ie.TransportError, match="timed out"):
+                session.edit_contact(ie.Contact(1009, name="x"))
+    assert (server.connections, len(server.requests)) == (1, 2)
+    assert not any("reconnecting" in record.getMessage() for record in caplog.records)
+
+
+def answer_close_and_stay(connection, server, request):
+    # Says "Connection: close" but leaves the socket open and unread: only a client that listens opens a new one.
+    connection.sendall(http_answer(200, SAMPLE_RESPONSE, connection="close"))
+    server.released.wait(30)
+
+
+def test_an_answer_that_says_connection_close_is_the_last_on_its_connection():
+    with FaultServer(answer_close_and_stay) as server:
+        with ie.Session(CREDS, url=server.url, retries=0, timeout=2) as session:
+            for _ in range(2):
+                assert session.edit_contact(ie.Contact(1009, name="x")).status.code == 200
+    assert (server.connections, len(server.requests)) == (2, 2)
+
+
+def test_a_connection_idle_past_the_limit_is_not_reused(monkeypatch, service):
+    monkeypatch.setattr(ie, "_IDLE_LIMIT", 0.05)
+    service.delays.update((contact.name, 0.02) for contact in people(8))  # so that the workers overlap
+    with ie.Session(CREDS, url=service.url) as session:
+        session.edit_contacts(people(8), workers=4)
+        opened = service.connections
+        assert opened > 1
+        time.sleep(0.1)
+        session.edit_contact(ie.Contact(1009, name="later"))
+        assert service.connections == opened + 1
+        # Putting the new connection back closed the ones that had passed the limit.
+        assert eventually(lambda: service.closed == opened)
 
 
 def test_idle_connections_left_by_a_burst_are_closed_at_the_next_call(monkeypatch, service):
@@ -3099,6 +2917,855 @@ def test_idle_connections_left_by_a_burst_are_closed_at_the_next_call(monkeypatc
         session.edit_contact(ie.Contact(1009, name="next"))
         assert eventually(lambda: service.closed == 4)
         assert service.connections == 5
+
+
+def test_a_closed_session_refuses_calls_and_sends_nothing(service):
+    session = ie.Session(CREDS, url=service.url)
+    session.edit_contact(ie.Contact(1009, name="x"))
+    session.close()
+    session.close()  # a second close does nothing
+    assert repr(session).endswith("closed>")
+    for call in (lambda: session.edit_contact(ie.Contact(1009, name="y")), lambda: session.edit_contacts(named(2))):
+        with pytest.raises(ie.ValidationError, match="the session is closed"):
+            call()
+    assert (service.connections, len(service.requests)) == (1, 1)
+    assert eventually(lambda: service.closed == 1)
+
+
+def test_threads_sharing_a_session_each_get_their_own_answer(service):
+    # Crossed answers are what sharing a connection unsafely would cause; every thread checks its own names.
+    rng = random.Random(7)
+    for contact in named(80, "t"):
+        service.delays[contact.name] = rng.choice([0, 0, 0.001, 0.003])
+    failures = []
+    with ie.Session(CREDS, url=service.url, retries=0) as session:
+
+        def work(first):
+            for number in range(first, 80, 8):
+                name = f"t{number}"
+                try:
+                    if session.edit_contact(ie.Contact(PEOPLE[number], name=name)).contact.name != name:
+                        failures.append(f"{name}: crossed answer")
+                except ie.IletiMerkeziError as error:
+                    failures.append(f"{name}: {error!r}")
+
+        threads = [threading.Thread(target=work, args=(first,)) for first in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    assert failures == []
+    assert len(service.requests) == 80 and service.connections <= 8
+
+
+def test_a_session_wants_credentials_and_never_shows_them():
+    with pytest.raises(ie.ValidationError, match="credentials must be a Credentials"):
+        ie.Session((KEY, HASH))
+    session = ie.Session(ie.Credentials.from_secret(KEY, SECRET))
+    assert SECRET not in repr(session) and HASH not in repr(session).lower()
+    assert repr(session) == f"<Session {ie.API_URL} open>"
+
+
+def test_a_session_whose_settings_were_refused_can_still_be_shown(service):
+    with pytest.raises(ie.ValidationError) as caught:
+        ie.Session(CREDS, url="ftp://example.com/")
+    assert "session (no settings)" in shown_with_locals(caught.value)  # it lowercases
+
+
+# ---------------------------------------------------------------------------
+# Bulk edits: Session.edit_contacts and Session.iter_edit_contacts
+# ---------------------------------------------------------------------------
+
+
+def test_bulk_results_keep_input_order_whatever_order_answers_come_in(service):
+    contacts = people(12)
+    for number, contact in enumerate(contacts):
+        service.delays[contact.name] = 0.005 * (12 - number)  # later contacts are answered sooner
+    with ie.Session(CREDS, url=service.url) as session:
+        for workers in (1, 4):
+            results = session.edit_contacts(iter(contacts), workers=workers)
+            assert [result.contact.name for result in results] == [contact.name for contact in contacts]
+
+
+def test_each_contact_ends_in_its_own_result_and_one_failure_stops_nothing(quick_backoff, service):
+    service.dropped_names.add("drop")
+    contacts = [  # contacts of their own, so that the workers edit them side by side
+        ie.Contact(PEOPLE[0], name="first"),
+        ie.Contact(4242, name="nobody"),
+        ie.Contact(PEOPLE[1], email=7),
+        "not a contact",
+        ie.Contact(PEOPLE[2], name="drop"),
+        ie.Contact(PEOPLE[3], groups=[99]),
+        ie.Contact(PEOPLE[4], name="last"),
+    ]
+    for workers in (1, 3):
+        service.requests.clear()
+        with ie.Session(CREDS, url=service.url, retries=1) as session:
+            results = session.edit_contacts(contacts, workers=workers)
+        kinds = [type(result).__name__ for result in results]
+        assert kinds == ["Response", "APIError", "ValidationError", "ValidationError", "TransportError", "APIError",
+                         "Response"]
+        assert (results[1].code, results[5].code) == (465, 463)
+        assert "email" in str(results[2]) and "Contact" in str(results[3])
+        assert (results[0].contact.name, results[6].contact.name) == ("first", "last")
+        # The bad contacts were never sent. The dropped one was tried twice (retries=1); a try that went out on
+        # a kept-alive connection is sent once more, since the client cannot tell that drop from an idle close.
+        sent = collections.Counter(ET.fromstring(body).findtext("contact/name") for _, _, body in service.requests)
+        assert 2 <= sent.pop("drop") <= 4
+        assert sent == {"first": 1, "nobody": 1, None: 1, "last": 1}
+
+
+def test_workers_edit_at_once_each_on_its_own_connection(service):
+    contacts = people(16)
+    for contact in contacts:
+        service.delays[contact.name] = 0.05
+    with ie.Session(CREDS, url=service.url) as session:
+        assert all(isinstance(result, ie.Response) for result in session.edit_contacts(contacts, workers=4))
+    assert service.most_in_flight == 4
+    assert service.connections == 4
+
+
+def test_one_worker_uses_one_connection_and_the_calling_thread(service):
+    threads = set()
+    with ie.Session(CREDS, url=service.url) as session:
+        original = session.edit_contact
+
+        def recording(contact):
+            threads.add(threading.current_thread())
+            return original(contact)
+
+        session.edit_contact = recording
+        session.edit_contacts(people(6))  # six contacts that more workers could edit side by side
+    assert threads == {threading.current_thread()}
+    assert (service.connections, service.most_in_flight) == (1, 1)
+
+
+@pytest.mark.parametrize("workers", [0, -1, True, 1.5, None, "4"])
+def test_bad_workers_are_refused_before_sending(service, workers):
+    with ie.Session(CREDS, url=service.url) as session:
+        with pytest.raises(ie.ValidationError, match="workers"):
+            session.edit_contacts(named(2), workers=workers)
+    assert service.connections == 0
+
+
+@pytest.mark.parametrize("contacts", [ie.Contact(1009, name="x"), None, 5, "1009"])
+def test_contacts_must_be_an_iterable_of_contacts(service, contacts):
+    with ie.Session(CREDS, url=service.url) as session:
+        with pytest.raises(ie.ValidationError, match="contacts must be an iterable of Contact"):
+            session.edit_contacts(contacts)
+    assert service.connections == 0
+
+
+def test_no_contacts_give_no_results_and_no_connection(service):
+    with ie.Session(CREDS, url=service.url) as session:
+        assert session.edit_contacts([], workers=8) == []
+    assert service.connections == 0
+
+
+def test_edits_of_one_contact_are_applied_in_input_order_whatever_the_workers(service):
+    rng = random.Random(7)
+    for run in range(5):
+        service.requests.clear()
+        versions = [ie.Contact(1009, name=f"v{number}") for number in range(8)]
+        service.delays.update((contact.name, rng.uniform(0, 0.02)) for contact in versions)
+        with ie.Session(CREDS, url=service.url) as session:
+            results = session.edit_contacts(versions, workers=8)
+        assert [result.contact.name for result in results] == [f"v{number}" for number in range(8)]
+        assert service.contacts[1009]["name"] == "v7"
+        sent = [ET.fromstring(body).findtext("contact/name") for _, _, body in service.requests]
+        assert sent == [f"v{number}" for number in range(8)]
+
+
+def test_one_contact_waits_for_its_own_earlier_edit_and_its_retries_while_others_run(service, quick_backoff):
+    service.unavailable_once.add("a1")  # its first try gets a 503, and is tried again
+    contacts = [ie.Contact(1009, name="a1"), ie.Contact(PEOPLE[0], name="b1"), ie.Contact("1009", name="a2"),
+                ie.Contact(PEOPLE[1], name="c1"), ie.Contact(1009, name="a3")]
+    service.delays.update({"a1": 0.05, "b1": 0.05, "c1": 0.05})
+    with ie.Session(CREDS, url=service.url, retries=2) as session:
+        results = session.edit_contacts(contacts, workers=4)
+    assert [result.contact.name for result in results] == ["a1", "b1", "a2", "c1", "a3"]
+    sent = [ET.fromstring(body).findtext("contact/name") for _, _, body in service.requests]
+    ones = [name for name in sent if name.startswith("a")]
+    assert ones == ["a1", "a1", "a2", "a3"]  # "1009" and 1009 are one contact; the 503 was retried first
+    assert service.most_in_flight >= 2  # other contacts ran beside it
+    assert service.contacts[1009]["name"] == "a3"
+
+
+def test_iter_edit_contacts_reads_lazily_and_yields_in_input_order(service):
+    read = []
+
+    def source():
+        for contact in people(40):
+            read.append(contact)
+            yield contact
+
+    with ie.Session(CREDS, url=service.url) as session:
+        stream = session.iter_edit_contacts(source(), workers=2)
+        assert read == []  # nothing is read before the first result is asked for
+        first_contact, first_result = next(stream)
+        assert first_contact.name == "p0" and first_result.contact.name == "p0"
+        assert len(read) <= 4 * 2 + 1  # a bounded window, not the whole input
+        rest = list(stream)
+    assert [contact.name for contact, _ in rest] == [f"p{number}" for number in range(1, 40)]
+    assert all(result.contact.name == contact.name for contact, result in rest)
+
+
+def worker_threads():
+    return [thread for thread in threading.enumerate() if thread.name == "iletimerkezi_edit-worker"]
+
+
+@pytest.mark.parametrize("leave", ["break", "close"])
+def test_leaving_the_stream_early_sends_nothing_new_and_leaves_no_thread(service, leave):
+    service.delays.update((contact.name, 0.05) for contact in people(200))
+    with ie.Session(CREDS, url=service.url) as session:
+        stream = session.iter_edit_contacts(people(200), workers=4)
+        for number, (_, result) in enumerate(stream):
+            assert isinstance(result, ie.Response)
+            if number == 2:
+                break
+        if leave == "close":
+            stream.close()
+        else:
+            del stream  # what leaving a for loop over session.iter_edit_contacts(...) does
+        assert not worker_threads()  # in-flight edits ended before the stream let go
+        sent = len(service.requests)
+        time.sleep(0.2)
+        assert len(service.requests) == sent <= 3 + 4 * 4
+    assert sent < 200
+
+
+def test_a_stream_held_after_break_sends_nothing_new(service):
+    service.delays.update((contact.name, 0.05) for contact in people(40))
+    with ie.Session(CREDS, url=service.url) as session:
+        stream = session.iter_edit_contacts(people(40), workers=2)
+        for _ in stream:
+            break  # the caller keeps ``stream``: nothing closes it yet
+        at_break = len(service.requests)
+        time.sleep(0.5)
+        assert len(service.requests) <= at_break + 2  # the edits in flight (one per worker), and nothing new
+        stream.close()
+        assert not worker_threads()
+
+
+def test_iter_edit_contacts_checks_its_arguments_at_once(service):
+    with ie.Session(CREDS, url=service.url) as session:
+        for contacts, workers in ((people(2), 0), (people(2), True), (ie.Contact(1009), 1), ("1009", 1), (5, 1)):
+            with pytest.raises(ie.ValidationError):
+                session.iter_edit_contacts(contacts, workers=workers)  # not only when iterated
+    with pytest.raises(ie.ValidationError, match="closed"):
+        session.iter_edit_contacts(people(2))
+    assert service.requests == []
+
+
+def test_a_defect_in_a_worker_is_raised_in_the_caller_and_leaves_no_thread(service, monkeypatch):
+    original = ie.Session.edit_contact
+
+    def broken(self, contact):
+        if contact.name == "p3":
+            raise RuntimeError("a defect")
+        return original(self, contact)
+
+    monkeypatch.setattr(ie.Session, "edit_contact", broken)
+    with ie.Session(CREDS, url=service.url) as session:
+        with pytest.raises(RuntimeError, match="a defect"):
+            session.edit_contacts(people(10), workers=3)
+    assert not worker_threads()
+
+
+def test_a_thread_that_cannot_start_never_escapes_a_bulk_run(monkeypatch, service):
+    real_start = threading.Thread.start
+
+    def start(self):
+        if self.name.startswith("iletimerkezi_edit"):
+            raise RuntimeError("can't start new thread")
+        return real_start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    with ie.Session(CREDS, url=service.url) as session:
+        results = session.edit_contacts(people(6), workers=4)
+    assert all(isinstance(result, ie.TransportError) for result in results)
+    assert service.requests == []
+
+
+# ---------------------------------------------------------------------------
+# Command line: one contact
+# ---------------------------------------------------------------------------
+
+
+SAMPLE_ARGS = ["--id", "1009", "--name", "API", "--surname", "Test User 2", "--email", "a@b.co",
+               "--gsm", "+905056663325", "--field", "1=27/09/2024", "--field", "2=cip", "--group", "9", "--group", "12"]
+
+
+def run_cli(args, env_extra=None, module=False):
+    env = {name: value for name, value in os.environ.items() if not name.startswith("ILETIMERKEZI_")}
+    env.update(env_extra or {})
+    command = [sys.executable, "-m", "iletimerkezi_edit"] if module else [sys.executable, str(MODULE)]
+    done = subprocess.run(command + args, cwd=str(HERE), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          timeout=60)
+    stdout, stderr = done.stdout.decode("utf-8", "replace"), done.stderr.decode("utf-8", "replace")
+    for secret in (SECRET, HASH):
+        assert secret not in stdout and secret not in stderr
+    assert "Traceback" not in stderr
+    return done.returncode, stdout, stderr
+
+
+CREDENTIAL_ENV = {"ILETIMERKEZI_KEY": KEY, "ILETIMERKEZI_SECRET": SECRET}
+
+
+@pytest.fixture
+def run_main(monkeypatch, capsys):
+    """``run_cli`` in this process: ``ie.main(args)`` with the streams captured, for what a real process is not
+    needed for (usage errors, --help, dry runs). The same environment rule (only ``env_extra``'s ILETIMERKEZI_
+    variables), the same checks, the same ``(code, stdout, stderr)``."""
+
+    def run(args, env_extra=None):
+        for name in list(os.environ):
+            if name.startswith("ILETIMERKEZI_"):
+                monkeypatch.delenv(name)
+        for name, value in (env_extra or {}).items():
+            monkeypatch.setenv(name, value)
+        capsys.readouterr()
+        code = ie.main(list(args))
+        stdout, stderr = capsys.readouterr()
+        for secret in (SECRET, HASH):
+            assert secret not in stdout and secret not in stderr
+        assert "Traceback" not in stderr
+        return code, stdout, stderr
+
+    return run
+
+
+@pytest.mark.parametrize("module", [False, True], ids=["script", "module"])
+def test_cli_dry_run_prints_the_request_without_credentials_or_network(module):
+    code, stdout, stderr = run_cli(["--dry-run"] + SAMPLE_ARGS, module=module)
+    assert (code, stderr) == (0, "")
+    root = ET.fromstring(stdout.encode("utf-8"))
+    assert root.findtext("authentication/key") == "YOUR_API_KEY"
+    assert root.findtext("authentication/hash") == "REDACTED"
+    contact = root.find("contact")
+    assert contact.findtext("surname") == "Test User 2"
+    assert [group.text for group in contact.find("groups")] == ["9", "12"]
+    assert [f.findtext("value") for f in contact.iter("custom_field")] == ["27/09/2024", "cip"]
+
+
+def test_cli_dry_run_shows_the_key_but_never_the_hash(run_main):
+    code, stdout, _ = run_main(["--dry-run", "--id", "1", "--name", "x"], CREDENTIAL_ENV)
+    assert code == 0
+    root = ET.fromstring(stdout.encode("utf-8"))
+    assert (root.findtext("authentication/key"), root.findtext("authentication/hash")) == (KEY, "REDACTED")
+
+
+def test_cli_clear_flags_send_empty_elements(run_main):
+    code, stdout, _ = run_main(["--dry-run", "--id", "1", "--name", "", "--clear-fields", "--clear-groups"])
+    assert code == 0
+    contact = ET.fromstring(stdout.encode("utf-8")).find("contact")
+    assert [child.tag for child in contact] == ["id", "name", "custom_fields", "groups"]
+    assert all(len(child) == 0 and not child.text for child in list(contact)[1:])
+
+
+def test_main_returns_exit_codes_instead_of_exiting(capsys):
+    assert ie.main(["--help"]) == 0
+    assert "--dry-run" in capsys.readouterr().out
+    assert ie.main(["--id", "nope"]) == 2
+    assert ie.main(["--dry-run", "--id", "5", "--gsm", "+905001112233"]) == 0
+    assert "<gsm>+905001112233</gsm>" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "args, env, named",
+    [
+        (["--id", "1", "--name", "x"], {}, "ILETIMERKEZI_KEY"),
+        (["--id", "1", "--name", "x"], {"ILETIMERKEZI_KEY": KEY}, "ILETIMERKEZI_SECRET or ILETIMERKEZI_HASH"),
+        (["--id", "0"], CREDENTIAL_ENV, "--id"),
+        (["--id", "1", "--group", "x"], CREDENTIAL_ENV, "--group"),
+        (["--id", "1", "--field", "novalue"], CREDENTIAL_ENV, "ID=VALUE"),
+        (["--id", "1", "--field", "0=x"], CREDENTIAL_ENV, "--field"),
+        (["--id", "1", "--group", "9", "--clear-groups"], CREDENTIAL_ENV, "not allowed with"),
+        (["--id", "1", "--timeout", "0"], CREDENTIAL_ENV, "timeout"),
+        (["--id", "1", "--url", "http://example.com/"], CREDENTIAL_ENV, "https://"),
+        (["--id", "1", "--dry-run", "--url", "http://example.com/"], {}, "https://"),
+        (["--name", "x"], CREDENTIAL_ENV, "--id"),
+        (["--id", "1", "--retries", "-1"], CREDENTIAL_ENV, "--retries"),
+        (["--id", "1", "--retries", "two"], CREDENTIAL_ENV, "--retries"),
+    ],
+)
+def test_cli_bad_usage_or_input_exits_2(run_main, args, env, named):
+    code, stdout, stderr = run_main(args, env)
+    assert (code, stdout) == (2, "")
+    assert named in stderr and stderr.count("\n") == 1
+
+
+def test_cli_edits_the_contact(service):
+    code, stdout, stderr = run_cli(SAMPLE_ARGS[:4] + ["--group", "15", "--url", service.url], CREDENTIAL_ENV)
+    assert (code, stderr) == (0, "")
+    assert stdout.startswith("200 İşlem başarılı\ncontact 1009\n")
+    assert "  groups: 15\n" in stdout
+    assert service.contacts[1009]["groups"] == [15]
+
+
+def test_cli_json_output(service):
+    code, stdout, _ = run_cli(["--id", "1009", "--name", "Şule", "--json", "--url", service.url],
+                              {"ILETIMERKEZI_KEY": KEY, "ILETIMERKEZI_HASH": HASH})
+    assert code == 0
+    printed = json.loads(stdout)
+    assert printed["status"] == {"code": 200, "message": "İşlem başarılı"}
+    assert printed["contact"]["name"] == "Şule"
+    assert printed["contact"]["custom_fields"] == [{"id": 1, "value": "27/09/2024"}, {"id": 2, "value": "cip"}]
+
+
+def test_cli_survives_a_console_that_cannot_show_turkish(service):
+    code, stdout, _ = run_cli(["--id", "1009", "--name", "Şule", "--url", service.url],
+                              dict(CREDENTIAL_ENV, PYTHONIOENCODING="ascii"))
+    assert code == 0
+    assert "\\u015eule" in stdout
+
+
+@pytest.mark.parametrize("encoding", ["ascii", "latin-1", "cp1254", "utf-8"])
+def test_cli_json_is_valid_json_whatever_the_console_encoding(service, encoding):
+    code, stdout, _ = run_cli(["--id", "1009", "--name", "Şule 😀 \\ \"", "--json", "--url", service.url],
+                              dict(CREDENTIAL_ENV, PYTHONIOENCODING=encoding))
+    assert code == 0
+    assert json.loads(stdout)["contact"]["name"] == "Şule 😀 \\ \""
+    assert "\\x" not in stdout and "\\U" not in stdout  # Python's escapes are not JSON
+
+
+def test_cli_json_is_utf8_even_on_a_cp1254_console(service):
+    code, stdout, _ = run_cli(["--id", "1009", "--name", "Şule Gönül", "--json", "--url", service.url],
+                              dict(CREDENTIAL_ENV, PYTHONIOENCODING="cp1254"))
+    assert code == 0 and stdout.isascii()  # \u escapes: ASCII is UTF-8, as RFC 8259 asks of JSON
+    assert json.loads(stdout)["contact"]["name"] == "Şule Gönül"
+
+
+def test_cli_api_refusal_exits_1_with_the_code(service):
+    code, stdout, stderr = run_cli(["--id", "4242", "--name", "x", "--url", service.url], CREDENTIAL_ENV)
+    assert (code, stdout) == (1, "")
+    assert stderr.count("\n") == 1 and "465" in stderr and "Kişi bulunamadı." in stderr
+
+
+def test_cli_error_stays_one_line_when_the_server_message_has_newlines(service):
+    body = response_document(465).replace("Kişi bulunamadı.".encode("utf-8"), "Kişi\n  bulunamadı.".encode("utf-8"))
+    service.canned.append((465, body, "text/xml; charset=utf-8", ()))
+    code, _, stderr = run_cli(["--id", "1009", "--name", "x", "--url", service.url], CREDENTIAL_ENV)
+    assert code == 1 and stderr.count("\n") == 1 and "465 Kişi bulunamadı." in stderr
+
+
+def test_cli_wrong_credentials_exit_1(service):
+    code, _, stderr = run_cli(["--id", "1009", "--name", "x", "--url", service.url],
+                              {"ILETIMERKEZI_KEY": KEY, "ILETIMERKEZI_SECRET": "wrong"})
+    assert code == 1 and "401" in stderr
+
+
+def test_cli_no_answer_exits_3(service):
+    code, _, stderr = run_cli(["--id", "1", "--name", "x", "--url", f"http://127.0.0.1:{unused_port()}/", "--retries", "0"],
+                              CREDENTIAL_ENV)
+    assert code == 3 and stderr.count("\n") == 1
+    service.canned.append((502, GARBAGE["html"], "text/html", ()))
+    code, _, stderr = run_cli(["--id", "1", "--name", "x", "--url", service.url, "--retries", "0"], CREDENTIAL_ENV)
+    assert code == 3 and "HTTP 502" in stderr
+
+
+@pytest.mark.parametrize("retries, requests", [([], 3), (["--retries", "0"], 1), (["--retries", "4"], 5)])
+def test_cli_retries(retries, requests):
+    with FaultServer(answer(503, response_document(503), extra=RETRY_NOW)) as server:
+        code, stdout, stderr = run_cli(["--id", "1009", "--name", "x", "--url", server.url] + retries, CREDENTIAL_ENV)
+    assert (code, stdout) == (1, "") and "503" in stderr and stderr.count("\n") == 1
+    assert len(server.requests) == requests
+
+
+def test_cli_timeout_bounds_each_attempt_and_exits_3():
+    with FaultServer(dribble) as server:
+        started = time.monotonic()
+        code, _, stderr = run_cli(["--id", "1", "--name", "x", "--url", server.url, "--timeout", "0.5", "--retries", "0"],
+                                  CREDENTIAL_ENV)
+        assert time.monotonic() - started < 5
+    assert code == 3 and "timed out" in stderr
+
+
+def test_cli_verbose_logs_each_attempt_without_the_hash():
+    with FaultServer(echo_in_message, answer(503, response_document(503), extra=RETRY_NOW),
+                     answer(200, SAMPLE_RESPONSE)) as server:
+        code, stdout, stderr = run_cli(["--id", "1009", "--name", "x", "--url", server.url, "-v"], CREDENTIAL_ENV)
+    assert code == 1  # the echoing 400 is final
+    [line] = stderr.splitlines()[:-1]
+    assert line.startswith(f"iletimerkezi-edit: POST {server.url}, contact 1009, attempt 1 of 3: HTTP 400, APIError 400 (")
+    assert "<" not in line  # no body with -v; -vv adds them (see the next test)
+    with FaultServer(answer(503, response_document(503), extra=RETRY_NOW), answer(200, SAMPLE_RESPONSE)) as server:
+        code, stdout, stderr = run_cli(["--id", "1009", "--name", "x", "--url", server.url, "--verbose"], CREDENTIAL_ENV)
+    assert code == 0 and stdout.startswith("200 İşlem başarılı")
+    assert re.findall(r"attempt ([0-9]) of 3: HTTP ([0-9]+)", stderr) == [("1", "503"), ("2", "200")]
+
+
+def test_cli_v_logs_the_attempts_without_personal_data_and_vv_adds_the_bodies(service, run_main):
+    args = ["--id", "1009", "--name", PERSONAL["name"], "--gsm", PERSONAL["gsm"], "--url", service.url]
+    code, _, stderr = run_cli(args + ["-v"], CREDENTIAL_ENV)
+    assert code == 0 and re.fullmatch(
+        rf"iletimerkezi-edit: POST {re.escape(service.url)}, contact 1009, attempt 1 of 3: HTTP 200 after [0-9]+ ms\n",
+        stderr)
+    code, _, stderr = run_cli(args + ["-vv"], CREDENTIAL_ENV)
+    attempt, bodies = stderr.splitlines()
+    assert code == 0 and attempt.endswith(" ms") and PERSONAL["gsm"] not in attempt
+    assert PERSONAL["name"] in bodies and PERSONAL["gsm"] in bodies and "<hash>REDACTED</hash>" in bodies
+    assert "-vv adds the request and answer bodies" in " ".join(run_main(["--help"])[1].split())
+
+
+def test_the_cli_takes_a_proxy_and_never_prints_its_password(tls_service, certificates, run_main):
+    with ConnectProxy(refuse=407, reason=f"No {PROXY_PASSWORD}") as proxy:
+        proxy_url = proxy.url.replace("http://", f"http://{PROXY_CREDENTIALS}@")
+        code, stdout, stderr = run_cli(["--id", "1009", "--name", "x", "--url", tls_service.url, "--proxy",
+                                        proxy_url, "-v"], CREDENTIAL_ENV)
+        bad_code, bad_stdout, bad_stderr = run_main(["--id", "1009", "--name", "x", "--dry-run", "--proxy",
+                                                    f"ftp://{PROXY_CREDENTIALS}@h:1"])
+    assert code == 3 and f"127.0.0.1:{proxy.port}" in stderr and "407" in stderr
+    assert bad_code == 2 and "proxy must start with http://" in bad_stderr
+    for output in (stdout, stderr, bad_stdout, bad_stderr):
+        assert PROXY_PASSWORD not in output and "p%40ss" not in output
+    assert len(proxy.connects) == 1
+
+
+def test_cli_internal_errors_exit_70_in_one_line_without_secrets(monkeypatch, capsys):
+    def broken(*args, **kwargs):
+        raise RuntimeError(f"a defect near {HASH} and {SECRET}")
+
+    monkeypatch.setattr(ie, "edit_contact", broken)
+    for name, value in CREDENTIAL_ENV.items():
+        monkeypatch.setenv(name, value)
+    assert ie.main(["--id", "1009", "--name", "x"]) == 70
+    err = capsys.readouterr().err
+    assert err.startswith("iletimerkezi-edit: internal error") and err.count("\n") == 1
+    assert "RuntimeError" in err and HASH not in err and SECRET not in err
+
+
+def test_cli_interrupted_exits_130(monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ie, "edit_contact", interrupted)
+    for name, value in CREDENTIAL_ENV.items():
+        monkeypatch.setenv(name, value)
+    assert ie.main(["--id", "1009", "--name", "x"]) == 130
+    assert capsys.readouterr().err == "iletimerkezi-edit: interrupted\n"
+
+
+@pytest.mark.parametrize("dry_run", [True, False], ids=["dry run", "edit"])
+def test_cli_output_closed_early_after_success_exits_0_quietly(service, dry_run):
+    # As with "| head -0": the reader is gone before anything is written.
+    args = ["--id", "1009", "--name", "Kapalı", "--json"] + (["--dry-run"] if dry_run else ["--url", service.url])
+    env = dict({name: value for name, value in os.environ.items() if not name.startswith("ILETIMERKEZI_")},
+               **CREDENTIAL_ENV)
+    child = subprocess.Popen([sys.executable, str(MODULE), *args], cwd=str(HERE), env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+    child.stdout.close()
+    _, stderr = child.communicate(timeout=60)
+    assert (child.returncode, stderr.decode()) == (0, "")
+    assert len(service.requests) == (0 if dry_run else 1)
+
+
+def run_cli_shell(command, service_url=""):
+    env = dict({name: value for name, value in os.environ.items()
+                if not name.startswith("ILETIMERKEZI_") and name != "PYTHONUNBUFFERED"}, **CREDENTIAL_ENV)
+    script = command.replace("CLI", f"{sys.executable} {MODULE}").replace("URL", service_url)
+    done = subprocess.run(["bash", "-c", script], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+    return done.stdout.decode(), done.stderr.decode()
+
+
+@pytest.mark.skipif(not shutil.which("bash"), reason="needs bash to close and redirect streams")
+def test_cli_closed_or_full_outputs_keep_the_documented_exit_codes(service):
+    cases = {
+        "CLI --id 1009 --name a --url URL >&-; echo $?": "0",
+        "CLI --dry-run --id 1009 --name a >&-; echo $?": "0",
+        "CLI --help | head -0; echo ${PIPESTATUS[0]}": "0",
+        "CLI --version | head -0; echo ${PIPESTATUS[0]}": "0",
+        "CLI --id 4242 --name a --url URL 2>&-; echo $?": "1",
+        "CLI --id 1009 --name a --url ftp://x 2>&-; echo $?": "2",
+        f"CLI --id 1009 --name a --retries 0 --url http://127.0.0.1:{unused_port()}/x 2>&-; echo $?": "3",
+    }
+    for command, code in cases.items():
+        stdout, stderr = run_cli_shell(command, service.url)
+        assert (stdout.strip().splitlines()[-1], stderr) == (code, ""), command
+    if os.path.exists("/dev/full"):
+        stdout, stderr = run_cli_shell("CLI --dry-run --id 1009 --name a > /dev/full; echo $? >&2")
+        assert stderr.splitlines() == ["iletimerkezi-edit: the output could not be written: [Errno 28] No space left "
+                                       "on device", "74"]
+
+
+# ---------------------------------------------------------------------------
+# Command line: bulk edits from a file (--input)
+# ---------------------------------------------------------------------------
+
+
+def report_of(path, cut=0):
+    """The report's lines; ``cut`` of them may be cut short (a run killed while writing one), no more."""
+    entries, unreadable = [], 0
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        try:
+            entries.append(json.loads(line))
+        except ValueError:
+            unreadable += 1
+    assert unreadable <= cut
+    return entries
+
+
+def sent_names(service):
+    return [ET.fromstring(body).findtext("contact/name") for _, _, body in service.requests]
+
+
+EXCEL_CSV = (  # as Excel writes it in a Turkish locale: BOM, semicolons, CRLF, quotes around what needs them
+    "\ufeffid;Name ; surname;GSM;groups;field:1;field:2\r\n"
+    "5000;Şule;\"Yılmaz; Öz\";+905051112233;9, 12;27/09/2024;\r\n"
+    "5001;\"Ali \"\"Veli\"\"\r\nİkinci satır\";;;;;cip\r\n"
+    "5002;;;;15;;\r\n"
+    ";;;;;;\r\n"
+    "abc;x;;;;;\r\n"
+    "5003;\"a\x01b\";;;;;\r\n"
+)
+
+
+def test_cli_edits_every_record_of_a_csv_as_excel_writes_it(service, tmp_path):
+    source = tmp_path / "kişiler.csv"
+    source.write_bytes(EXCEL_CSV.encode("utf-8"))
+    code, stdout, stderr = run_cli(["--input", str(source), "--url", service.url, "--workers", "3"], CREDENTIAL_ENV)
+    assert code == 1  # two bad records
+    assert stdout == ""
+    assert stderr.strip().endswith("5 records: 3 succeeded, 2 failed (2 ValidationError)")
+    report = sorted(report_of(str(source) + ".report.jsonl"), key=lambda entry: entry["line"])
+    assert [(entry["line"], entry["id"], entry["ok"]) for entry in report] == [
+        (2, 5000, True), (3, 5001, True), (5, 5002, True), (7, "abc", False), (8, 5003, False)]
+    assert report[3]["error"] == report[4]["error"] == "ValidationError" and "U+0001" in report[4]["message"]
+    first = ET.fromstring(next(body for _, _, body in service.requests if b"<id>5000</id>" in body))
+    assert first.findtext("contact/surname") == "Yılmaz; Öz" and first.findtext("contact/gsm") == "+905051112233"
+    assert [group.text for group in first.find("contact/groups")] == ["9", "12"]
+    assert [(field.findtext("id"), field.findtext("value")) for field in first.iter("custom_field")] == [
+        ("1", "27/09/2024")]
+    second = ET.fromstring(next(body for _, _, body in service.requests if b"<id>5001</id>" in body))
+    assert second.findtext("contact/name") == 'Ali "Veli"\r\nİkinci satır'  # sent exactly as written
+    assert second.find("contact/surname") is None and second.find("contact/groups") is None  # empty: left alone
+    third = ET.fromstring(next(body for _, _, body in service.requests if b"<id>5002</id>" in body))
+    assert third.find("contact/custom_fields") is None  # every field: cell empty, so no <custom_fields> at all
+    assert len(service.requests) == 3
+
+
+@pytest.mark.parametrize("delimiter", [",", "\t", ";"])
+def test_cli_csv_delimiter_is_read_from_the_header_and_lf_works(service, tmp_path, delimiter):
+    source = tmp_path / "people.csv"
+    rows = [["ID", "name", "field:3"], ["5000", "a, b; c\td", "x"], ["5001", "e", ""]]
+    import csv
+
+    with source.open("w", encoding="utf-8", newline="") as handle:
+        csv.writer(handle, delimiter=delimiter, lineterminator="\n").writerows(rows)
+    code, _, _ = run_cli(["--input", str(source), "--url", service.url], CREDENTIAL_ENV)
+    assert code == 0
+    assert sorted(sent_names(service)) == ["a, b; c\td", "e"]
+
+
+def test_cli_edits_json_lines(service, tmp_path):
+    source = tmp_path / "people.ndjson"
+    source.write_text("\n".join([
+        json.dumps({"id": 5000, "name": "Şule", "groups": [9, 12], "custom_fields": {"1": "x"}}, ensure_ascii=False),
+        "",
+        json.dumps({"id": "5001", "surname": "", "groups": [], "custom_fields": {}}),
+        json.dumps({"id": 5002, "name": None, "email": "a@b.co"}),
+        "[1, 2]",
+        json.dumps({"id": 5003, "nam": "typo"}),
+        "{not json",
+        json.dumps({"id": 5004, "custom_fields": [{"id": 1, "value": "x"}]}),
+    ]) + "\n", encoding="utf-8")
+    code, _, stderr = run_cli(["--input", str(source), "--url", service.url], CREDENTIAL_ENV)
+    assert code == 1 and "7 records: 3 succeeded, 4 failed (4 ValidationError)" in stderr
+    report = {entry["line"]: entry for entry in report_of(str(source) + ".report.jsonl")}
+    assert sorted(report) == [1, 3, 4, 5, 6, 7, 8]
+    assert [line for line, entry in sorted(report.items()) if entry["ok"]] == [1, 3, 4]
+    assert "unknown key 'nam'" in report[6]["message"] and "not JSON" in report[7]["message"]
+    cleared = ET.fromstring(next(body for _, _, body in service.requests if b"<id>5001</id>" in body))
+    assert cleared.findtext("contact/surname") == "" and len(cleared.find("contact/groups")) == 0
+    assert len(cleared.find("contact/custom_fields")) == 0
+    assert ET.fromstring(next(body for _, _, body in service.requests if b"<id>5002</id>" in body)).find(
+        "contact/name") is None
+
+
+def test_cli_a_csv_line_that_cannot_be_read_is_one_bad_record(service, tmp_path):
+    source = tmp_path / "in.csv"
+    source.write_text("id,name\n5000,a\n5001," + "x" * 140000 + "\n5002,c\n", encoding="utf-8")
+    code, _, stderr = run_cli(["--input", str(source), "--url", service.url], CREDENTIAL_ENV)
+    assert code == 1 and "3 records: 2 succeeded, 1 failed (1 ValidationError)" in stderr
+    assert sorted(sent_names(service)) == ["a", "c"]
+
+
+@pytest.mark.parametrize(
+    "args, header, message",
+    [
+        (["--input", "-"], "id,name", "--format csv or --format jsonl is needed"),
+        (["--input", "{path}", "--name", "x"], "id,name", "--name does not go with --input"),
+        (["--input", "{path}"], "id,name,e-posta", "unknown column 'e-posta'"),
+        (["--input", "{path}"], "name,gsm", "no id column"),
+        (["--input", "{path}"], "id,name,Name", "named twice"),
+        (["--input", "{path}.missing", "--format", "csv"], "id", "cannot read"),
+        (["--input", "{path}", "--workers", "0"], "id", "workers must be"),
+        (["--input", "{path}", "--proxy", "ftp://h:1"], "id", "proxy must start with http://"),
+        (["--id", "1009", "--workers", "2"], "id", "--workers goes with --input"),
+        ([], "id", "--id (one contact) or --input (many) is required"),
+    ],
+)
+def test_cli_bulk_usage_and_unreadable_input_exit_2_before_anything_is_sent(service, tmp_path, run_main, args, header,
+                                                                          message):
+    source = tmp_path / "in.csv"
+    source.write_text(header + "\n5000,x\n", encoding="utf-8")
+    args = [arg.replace("{path}", str(source)) for arg in args]
+    code, _, stderr = run_main(args + ["--url", service.url], CREDENTIAL_ENV)
+    assert code == 2 and message in stderr, stderr
+    assert service.requests == []
+
+
+def test_cli_field_columns_named_twice_in_two_spellings_exit_2(service, tmp_path, run_main):
+    source = tmp_path / "in.csv"
+    source.write_text("id,field:1,field:01\n5000,a,b\n", encoding="utf-8")
+    code, _, stderr = run_main(["--input", str(source), "--url", service.url], CREDENTIAL_ENV)
+    assert code == 2 and "named twice" in stderr and service.requests == []
+
+
+def test_cli_input_that_is_not_utf8_exits_2_and_reports_what_ended(service, tmp_path):
+    source = tmp_path / "in.csv"
+    good = "".join(f"{PEOPLE[n]},r{n}\n" for n in range(3))
+    source.write_bytes(b"id,name\n" + good.encode() + b"x" * 9000 + b"\n5999,\xff\xfe\n")  # the bad bytes come late
+    code, _, stderr = run_cli(["--input", str(source), "--url", service.url, "--workers", "1"], CREDENTIAL_ENV)
+    assert code == 2 and "not UTF-8" in stderr
+    lines = [entry["line"] for entry in report_of(str(source) + ".report.jsonl")]
+    assert sorted(sent_names(service)) == ["r0", "r1", "r2"] and sorted(lines)[:3] == [2, 3, 4]
+
+
+def test_cli_reads_stdin_and_reports_to_stderr(service):
+    records = "id,name\n5000,a\n5001,b\n"
+    env = dict({name: value for name, value in os.environ.items() if not name.startswith("ILETIMERKEZI_")},
+               **CREDENTIAL_ENV)
+    done = subprocess.run([sys.executable, str(MODULE), "--input", "-", "--format", "csv", "--url", service.url],
+                          input=records.encode(), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+    assert done.returncode == 0
+    lines = done.stderr.decode().splitlines()
+    assert sorted(json.loads(line)["line"] for line in lines if line.startswith("{")) == [2, 3]
+    assert lines[-1] == "iletimerkezi-edit: 2 records: 2 succeeded, 0 failed"
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs a named pipe")
+def test_cli_progress_never_reads_a_pipe_twice(service, tmp_path):
+    fifo = tmp_path / "in.csv"
+    os.mkfifo(fifo)
+
+    def feed():
+        with open(fifo, "w", encoding="utf-8") as pipe:
+            pipe.write("id,name\n5000,a\n5001,b\n")
+
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    code, _, stderr = run_cli(["--input", str(fifo), "--url", service.url, "--progress", "--report",
+                               str(tmp_path / "report.jsonl")], CREDENTIAL_ENV)
+    feeder.join(10)
+    assert code == 0 and "2 records: 2 succeeded" in stderr and len(service.requests) == 2
+
+
+def test_cli_refuses_to_overwrite_a_report_and_resume_skips_what_was_ok(service, tmp_path):
+    source = tmp_path / "in.csv"
+    source.write_text("id,name\n" + "".join(f"{PEOPLE[n]},r{n}\n" for n in range(6)), encoding="utf-8")
+    report = Path(str(source) + ".report.jsonl")
+    # An earlier run confirmed lines 2 and 4, failed line 3, and was killed while writing a line.
+    report.write_text('{"line": 2, "id": 5000, "ok": true}\n{"line": 3, "id": 5001, "ok": false, "error": "Transp'
+                      'ortError"}\n{"line": 4, "id": 5002, "ok": true}\n{"line": 5, "id"', encoding="utf-8")
+    code, _, stderr = run_cli(["--input", str(source), "--url", service.url], CREDENTIAL_ENV)
+    assert code == 2 and "--resume" in stderr and service.requests == []
+    code, _, stderr = run_cli(["--input", str(source), "--url", service.url, "--resume"], CREDENTIAL_ENV)
+    assert code == 0 and "4 records: 4 succeeded, 0 failed; 2 skipped, already ok in the report" in stderr
+    assert sorted(sent_names(service)) == ["r1", "r3", "r4", "r5"]
+    oks = collections.Counter(entry["line"] for entry in report_of(report, cut=1) if entry.get("ok") is True)
+    assert oks == {line: 1 for line in range(2, 8)}
+
+
+def test_cli_resumes_after_a_report_cut_inside_a_turkish_letter(service, tmp_path):
+    source = tmp_path / "in.csv"
+    source.write_text("id,name\n4242,a\n5000,b\n", encoding="utf-8")
+    report = Path(str(source) + ".report.jsonl")
+    report.write_bytes('{"line": 2, "id": 4242, "ok": false, "message": "465 Kişi'.encode("utf-8")[:-1])
+    code, _, stderr = run_cli(["--input", str(source), "--url", service.url, "--resume"], CREDENTIAL_ENV)
+    assert code == 1 and "2 records: 1 succeeded, 1 failed (1 APIError)" in stderr
+    assert [entry["line"] for entry in report_of(report, cut=1)] in ([2, 3], [3, 2])
+
+
+def test_cli_killed_then_resumed_edits_every_record_once(service, tmp_path):
+    import signal
+
+    count = 60
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps({"id": PEOPLE[n], "name": f"r{n}"}) + "\n" for n in range(count)))
+    service.delays.update((f"r{n}", 0.02) for n in range(count))
+    report = Path(str(source) + ".report.jsonl")
+    env = dict({name: value for name, value in os.environ.items() if not name.startswith("ILETIMERKEZI_")},
+               **CREDENTIAL_ENV)
+    command = [sys.executable, str(MODULE), "--input", str(source), "--url", service.url, "--workers", "4"]
+    child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert eventually(lambda: report.exists() and len(report.read_text().splitlines()) >= 10, seconds=30)
+    child.send_signal(signal.SIGKILL)
+    child.communicate(timeout=30)
+    first_run = collections.Counter(sent_names(service))
+    confirmed = {entry["line"] for entry in report_of(report, cut=1) if entry["ok"]}
+    assert 10 <= len(confirmed) < count
+    code, _, _ = run_cli(command[2:] + ["--resume"], CREDENTIAL_ENV)
+    assert code == 0
+    oks = collections.Counter(entry["line"] for entry in report_of(report, cut=1) if entry.get("ok") is True)
+    assert oks == {line: 1 for line in range(1, count + 1)}
+    second_run = collections.Counter(sent_names(service)) - first_run
+    assert not any(f"r{line - 1}" in second_run for line in confirmed)  # nothing reported ok was sent again
+    assert set(second_run) | set(first_run) == {f"r{n}" for n in range(count)}
+
+
+def test_cli_interrupted_finishes_in_flight_edits_flushes_the_report_and_exits_130(service, tmp_path):
+    import signal
+
+    count = 200
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps({"id": PEOPLE[n], "name": f"r{n}"}) + "\n" for n in range(count)))
+    service.delays.update((f"r{n}", 0.1) for n in range(count))
+    report = Path(str(source) + ".report.jsonl")
+    env = dict({name: value for name, value in os.environ.items() if not name.startswith("ILETIMERKEZI_")},
+               **CREDENTIAL_ENV)
+    child = subprocess.Popen([sys.executable, str(MODULE), "--input", str(source), "--url", service.url,
+                              "--workers", "4"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert eventually(lambda: report.exists() and len(report.read_text().splitlines()) >= 4, seconds=30)
+    child.send_signal(signal.SIGINT)
+    _, stderr = child.communicate(timeout=30)
+    assert child.returncode == 130 and b"Traceback" not in stderr
+    assert b"interrupted" in stderr
+    answered = len(service.requests)
+    lines = report_of(report)
+    assert len(lines) == answered < count  # every edit that was sent has its line
+    assert all(entry["ok"] for entry in lines)
+
+
+def test_cli_one_worker_interrupted_still_reports_the_edit_in_flight(service, tmp_path):
+    import signal
+
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps({"id": PEOPLE[n], "name": f"r{n}"}) + "\n" for n in range(20)))
+    service.delays.update((f"r{n}", 0.4) for n in range(20))
+    report = Path(str(source) + ".report.jsonl")
+    env = dict({name: value for name, value in os.environ.items() if not name.startswith("ILETIMERKEZI_")},
+               **CREDENTIAL_ENV)
+    child = subprocess.Popen([sys.executable, str(MODULE), "--input", str(source), "--url", service.url,
+                              "--workers", "1"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert eventually(lambda: len(service.requests) >= 2, seconds=30)  # the second edit is in flight
+    child.send_signal(signal.SIGINT)
+    child.communicate(timeout=30)
+    assert child.returncode == 130
+    assert eventually(lambda: len(report_of(report)) == len(service.requests))
+    assert all(entry["ok"] for entry in report_of(report))
+
+
+def test_cli_progress_only_on_a_terminal_or_when_asked(service, tmp_path):
+    source = tmp_path / "in.csv"
+    source.write_text("id,name\n" + "".join(f"{PEOPLE[n]},r{n}\n" for n in range(30)), encoding="utf-8")
+    service.delays.update((f"r{n}", 0.03) for n in range(30))
+    code, _, quiet = run_cli(["--input", str(source), "--url", service.url, "--workers", "1"], CREDENTIAL_ENV)
+    assert code == 0 and "\r" not in quiet and quiet.count("\n") == 1  # stderr is a pipe here: the summary only
+    code, _, shown = run_cli(["--input", str(source), "--url", service.url, "--workers", "1", "--progress",
+                              "--report", str(tmp_path / "second.jsonl")], CREDENTIAL_ENV)
+    assert code == 0 and re.search(r"\r[0-9]+/30 records, [0-9.]+/s, 0 failed, [0-9]+ min [0-9]+ s left", shown)
+    assert shown.rstrip().endswith("30 records: 30 succeeded, 0 failed")
 
 
 # ---------------------------------------------------------------------------
@@ -3155,6 +3822,64 @@ def test_readme_lambda_handler_reports_what_retrying_cannot_fix(load_lambda_func
     json.dumps(result)
 
 
+MALFORMED_EVENTS = {
+    "a list": ["not", "an", "object"],
+    "a string": "1009",
+    "null": None,
+    "a number": 1009,
+    "an empty object": {},
+    "no id": {"name": "Şule"},
+    "id null": {"id": None, "name": "Şule"},
+    "id a float": {"id": 1009.0, "name": "Şule"},
+    "id a bool": {"id": True, "name": "Şule"},
+    "id not digits": {"id": "10O9", "name": "Şule"},
+    "id zero": {"id": 0, "name": "Şule"},
+    "a misspelt key": {"id": 1009, "nmae": "Şule"},
+    "an unknown key": {"id": 1009, "name": "Şule", "phone": "+905331234567"},
+    "name a number": {"id": 1009, "name": 42},
+    "gsm a number": {"id": 1009, "gsm": 905331234567},
+    "email an object": {"id": 1009, "email": {"address": "a@b.co"}},
+    "custom_fields a list": {"id": 1009, "custom_fields": [{"id": 1, "value": "x"}]},
+    "custom_fields a string": {"id": 1009, "custom_fields": "1=x"},
+    "a custom field id not a number": {"id": 1009, "custom_fields": {"birthday": "27/09/1990"}},
+    "a custom field value a number": {"id": 1009, "custom_fields": {"1": 27}},
+    "groups a string": {"id": 1009, "groups": "9,12"},
+    "groups an object": {"id": 1009, "groups": {"9": True}},
+    "a group not a number": {"id": 1009, "groups": [9, "twelve"]},
+    "a group twice": {"id": 1009, "groups": [9, 9]},
+    "a NUL in the name": {"id": 1009, "name": "a\x00b"},
+}
+
+
+@pytest.mark.parametrize("name", list(MALFORMED_EVENTS))
+def test_readme_lambda_handler_answers_every_malformed_event_and_sends_nothing(load_lambda_function, service, name):
+    function = load_lambda_function(service.url)
+    result = function.lambda_handler(MALFORMED_EVENTS[name], None)
+    assert set(result) == {"ok", "error", "code", "message"}
+    assert (result["ok"], result["error"], result["code"]) == (False, "ValidationError", None)
+    assert isinstance(result["message"], str) and result["message"]
+    json.dumps(result)  # Lambda must be able to serialise it
+    assert (service.connections, service.requests) == (0, [])
+
+
+def test_readme_lambda_handler_names_what_is_wrong_with_an_event(load_lambda_function, service):
+    handler = load_lambda_function(service.url).lambda_handler
+    assert handler(["not", "an", "object"], None)["message"] == "the event must be a JSON object, got list"
+    assert handler({"id": 1009, "nmae": "x"}, None)["message"].startswith("unknown keys in the event: nmae; known: ")
+    assert handler({"name": "x"}, None)["message"] == "the event has no id"
+    assert handler({"id": 1009, "custom_fields": []}, None)["message"].startswith("custom_fields must be an object")
+    assert "contact.custom_fields[0].id" in handler({"id": 1009, "custom_fields": {"x": "y"}}, None)["message"]
+    assert service.requests == []
+
+
+def test_readme_lambda_handler_treats_null_as_leave_it_and_takes_custom_fields_by_id(load_lambda_function, service):
+    handler = load_lambda_function(service.url).lambda_handler
+    result = handler({"id": "1009", "name": "Ayşe", "surname": None, "email": None, "gsm": None,
+                      "custom_fields": {"2": "yeni"}, "groups": None}, None)
+    assert result["ok"] is True and result["contact"]["surname"] == "Test User 2"
+    assert {"id": 2, "value": "yeni"} in result["contact"]["custom_fields"] and result["contact"]["groups"] == [9, 12]
+
+
 def test_readme_lambda_handler_reuses_its_connection_on_warm_invocations(load_lambda_function, service):
     service.idle_timeout = 0.3  # the server closes the connection while the function is "frozen"
     function = load_lambda_function(service.url)
@@ -3171,6 +3896,27 @@ def test_readme_lambda_handler_fails_the_invocation_when_no_answer_comes(load_la
     function = load_lambda_function(f"http://127.0.0.1:{unused_port()}{PATH}")
     with pytest.raises(ie.TransportError):
         function.lambda_handler({"id": 1009, "name": "x"}, None)
+
+
+def test_the_readme_zip_recipe_ships_byte_code_that_a_read_only_task_folder_uses(tmp_path, service):
+    readme = (HERE / "README.md").read_text(encoding="utf-8")
+    [options] = re.findall(r"^  python3\.[0-9]+ -m compileall (.+) lambda-package  #", readme, re.MULTILINE)
+    assert "(cd lambda-package && zip -qr ../function.zip .)" in readme  # the zip keeps lambda-package/__pycache__/
+    task = tmp_path / "task"
+    task.mkdir()
+    shutil.copy(str(MODULE), str(task))
+    (task / "lambda_function.py").write_text(readme_handler_code("lambda_function"), encoding="utf-8")
+    subprocess.run([sys.executable, "-m", "compileall", *options.split(), str(task)], check=True, timeout=60)
+    for source in task.glob("*.py"):  # unzipping gives the files other times than they were compiled with
+        os.utime(str(source), (946684800, 946684800))
+    env = dict(os.environ, ILETIMERKEZI_URL=service.url, **CREDENTIAL_ENV)
+    done = subprocess.run([sys.executable, "-S", "-B", "-v", "-c", "import lambda_function"], cwd=str(task), env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    tag = sys.implementation.cache_tag
+    for name in ("iletimerkezi_edit", "lambda_function"):
+        assert f"code object from '{task / '__pycache__' / f'{name}.{tag}.pyc'}'".encode() in done.stderr
+    assert service.requests == []
 
 
 # ---------------------------------------------------------------------------
@@ -3512,7 +4258,7 @@ def test_readme_handlers_run_under_the_real_lambda_runtime_interface_client(modu
 
 
 # ---------------------------------------------------------------------------
-# Real components: tinyproxy, squid and nginx, as users meet them
+# Real programs: tinyproxy, squid and nginx, as users meet them
 # ---------------------------------------------------------------------------
 #
 # The stand-ins above act out what wire-facts.md says real programs do; these
@@ -3520,10 +4266,6 @@ def test_readme_handlers_run_under_the_real_lambda_runtime_interface_client(modu
 # them when it runs as root) and skip where one is missing. Each runs in the
 # foreground on free loopback ports with a configuration written here, never
 # the system's, and is stopped when the module's tests are done.
-
-REAL_PROXY_USER = "tunnel"
-REAL_PROXY_PASSWORD = "Pa55wordOfTheProxy"  # letters and digits: tinyproxy's config and squid's helper take it as is
-WRONG_PASSWORD = "Wr0ngPa55wordForTheProxy"
 
 
 def find_program(name):
@@ -3581,6 +4323,28 @@ class RealProgram:
                 self.process.kill()
                 self.process.wait()
         self._output.close()
+
+
+def logged_attempts(records):
+    """``["attempt 1 of 3", ...]``, one for each attempt the module logged."""
+    found = (re.search(r" attempt ([0-9]+ of [0-9]+)", record.getMessage()) for record in records)
+    return ["attempt " + match.group(1) for match in found if match]
+
+
+def settled(count_now, expected):
+    """Whether ``count_now()`` reaches ``expected`` (a program logs a moment after it answers) and stays there."""
+    if not eventually(lambda: count_now() >= expected):
+        return False
+    time.sleep(0.1)
+    return count_now() == expected
+
+
+# -- tinyproxy and squid -------------------------------------------------------
+
+
+REAL_PROXY_USER = "tunnel"
+REAL_PROXY_PASSWORD = "Pa55wordOfTheProxy"  # letters and digits: tinyproxy's config and squid's helper take it as is
+WRONG_PASSWORD = "Wr0ngPa55wordForTheProxy"
 
 
 class RealProxy:
@@ -3715,20 +4479,6 @@ def real_proxy(request, tmp_path_factory):
         shutil.rmtree(str(folder), ignore_errors=True)
 
 
-def logged_attempts(records):
-    """``["attempt 1 of 3", ...]``, one for each attempt the module logged."""
-    found = (re.search(r" attempt ([0-9]+ of [0-9]+)", record.getMessage()) for record in records)
-    return ["attempt " + match.group(1) for match in found if match]
-
-
-def settled(count_now, expected):
-    """Whether ``count_now()`` reaches ``expected`` (a program logs a moment after it answers) and stays there."""
-    if not eventually(lambda: count_now() >= expected):
-        return False
-    time.sleep(0.1)
-    return count_now() == expected
-
-
 def by_name(service):
     """The service's URL with ``localhost`` for its host, as users write names: the proxy resolves it, TLS checks it."""
     return service.url.replace("127.0.0.1", "localhost")
@@ -3842,8 +4592,7 @@ def test_the_cli_goes_through_a_real_proxy_and_keeps_its_password_to_itself(real
     assert len(service.requests) == 1
 
 
-# nginx, the real server's front end, before the stand-in: what users meet at api.iletimerkezi.com
-# ---------------------------------------------------------------------------
+# -- nginx, the real server's front end: what users meet at api.iletimerkezi.com ---
 
 
 def slow_body(connection, server, request):
@@ -3860,7 +4609,7 @@ class RealNginx:
     PROXIED = {  # server blocks before ``FakeService``
         "plain": "",
         "three_per_connection": "keepalive_requests 3;",
-        "idle_one_second": "keepalive_timeout 1s;",
+        "idle_briefly": "keepalive_timeout 300ms;",
         # sub_filter drops the upstream's Content-Length: nginx then answers chunked, or without a length.
         "chunked": "sub_filter_types text/xml; sub_filter '<response>' '<response>';",
         "until_close": "sub_filter_types text/xml; sub_filter '<response>' '<response>'; "
@@ -3968,13 +4717,13 @@ def test_nginx_closes_every_third_answer_and_the_session_reconnects_without_a_re
 
 def test_nginx_closing_an_idle_connection_costs_the_next_edit_no_retry(real_nginx, caplog):
     caplog.set_level(logging.DEBUG, logger="iletimerkezi_edit")
-    before = real_nginx.answers("idle_one_second")
-    with ie.Session(CREDS, url=real_nginx.url("idle_one_second"), retries=2) as session:
+    before = real_nginx.answers("idle_briefly")
+    with ie.Session(CREDS, url=real_nginx.url("idle_briefly"), retries=2) as session:
         assert session.edit_contact(ie.Contact(1009, name="önce")).contact.name == "önce"
-        time.sleep(1.4)  # nginx closes it at keepalive_timeout 1s
+        time.sleep(0.7)  # nginx closes it at keepalive_timeout 300ms
         assert session.edit_contact(ie.Contact(1009, name="sonra")).contact.name == "sonra"
-    assert eventually(lambda: len(since(before, real_nginx.answers("idle_one_second"))) == 2)
-    first, second = since(before, real_nginx.answers("idle_one_second"))
+    assert eventually(lambda: len(since(before, real_nginx.answers("idle_briefly"))) == 2)
+    first, second = since(before, real_nginx.answers("idle_briefly"))
     assert first[0] != second[0] and (first[1], second[1]) == (1, 1)  # a new connection, the edit sent once
     assert logged_attempts(caplog.records) == ["attempt 1 of 3"] * 2
 
@@ -4057,707 +4806,3 @@ def test_nginx_own_html_5xx_page_is_a_response_error_and_tried_again(real_nginx,
     assert logged_attempts(caplog.records) == [f"attempt {number} of {tries}" for number in range(1, tries + 1)]
     assert eventually(lambda: len(since(before, real_nginx.answers(server))) == tries)
     assert [answered for _, _, answered, _ in since(before, real_nginx.answers(server))] == [status] * tries
-
-
-# ===========================================================================
-# Issue 13: AWS Lambda as it really runs. No personal data in default logs,
-# retry jitter from the operating system, every event answered by the README's
-# handler, byte code in the README's zip recipe.
-# ===========================================================================
-
-PERSONAL = {"name": "Şule Gizlioğlu", "surname": "Saklıdere", "email": "sule.saklidere@example.com",
-            "gsm": "+905331234567", "field": "doğum-27/09/1990"}
-
-
-def personal_contact():
-    return ie.Contact(1009, name=PERSONAL["name"], surname=PERSONAL["surname"], email=PERSONAL["email"],
-                      gsm=PERSONAL["gsm"], custom_fields=[ie.CustomField(1, PERSONAL["field"])], groups=[9, 12])
-
-
-def personal_data_in(records):
-    """The personal values that any record shows, in its message, its arguments or formatted."""
-    texts = [text for record in records
-             for text in (record.getMessage(), repr(record.args), logging.Formatter().format(record))]
-    return sorted({name for name, value in PERSONAL.items() for text in texts if value.lower() in text.lower()})
-
-
-@pytest.mark.parametrize("via", VIAS)
-def test_a_root_logger_at_debug_shows_each_attempt_but_no_personal_data(caplog, via, service):
-    # What AWS Lambda does when the function's log level is DEBUG: the root logger, and its handler, at DEBUG.
-    caplog.set_level(logging.DEBUG)
-    service.canned.append((503, response_document(503), "text/xml; charset=utf-8", RETRY_NOW))
-    response = edit_once(via, CREDS, personal_contact(), url=service.url)
-    assert response.contact.name == PERSONAL["name"]  # the answer, too, carried all of it
-    lines = [record.getMessage() for record in caplog.records]
-    assert [re.sub(r"[0-9]+ ms$", "N ms", line) for line in lines] == [
-        f"POST {service.url}, contact 1009, attempt 1 of 3: HTTP 503, APIError 503 ({ie._DESCRIPTIONS[503]}), "
-        "trying again in 0.00 s after N ms",
-        f"POST {service.url}, contact 1009, attempt 2 of 3: HTTP 200 after N ms",
-    ]
-    assert personal_data_in(caplog.records) == []
-    assert {record.name for record in caplog.records} == {"iletimerkezi_edit"}
-
-
-@pytest.mark.parametrize("name", [name for name in SECRET_SCENARIOS if name != "refused"])
-def test_whatever_the_server_answers_the_attempt_lines_hold_no_personal_data(quick_backoff, caplog, name):
-    # Servers that echo the request into a message, a status line or an HTML page, and every failure besides.
-    caplog.set_level(logging.DEBUG)
-    with FaultServer(*SECRET_SCENARIOS[name]) as server, pytest.raises(ie.IletiMerkeziError):
-        ie.edit_contact(CREDS, personal_contact(), url=server.url, timeout=0.4, retries=1)
-    attempts = [record for record in caplog.records if " attempt " in record.getMessage()]
-    assert len(attempts) == len(server.requests) and all("contact 1009" in r.getMessage() for r in attempts)
-    assert personal_data_in(caplog.records) == []
-
-
-def test_the_attempt_line_names_the_network_error_but_quotes_no_answer(quick_backoff, caplog):
-    caplog.set_level(logging.DEBUG)
-    with pytest.raises(ie.TransportError):
-        ie.edit_contact(CREDS, ie.Contact(7, name="x"), url=f"http://127.0.0.1:{unused_port()}{PATH}", retries=0)
-    def status_line_with_a_name(connection, server, request):  # http.client quotes it in its error
-        connection.sendall(f"HTTP/1.1 2OO {PERSONAL['email']}\r\n\r\n".encode())
-
-    with FaultServer(status_line_with_a_name) as server, pytest.raises(ie.TransportError) as caught:
-        ie.edit_contact(CREDS, ie.Contact(7, name="x"), url=server.url, retries=0)
-    assert PERSONAL["email"] in str(caught.value)  # the caller's error keeps it
-    refused, quoted = (record.getMessage() for record in caplog.records)
-    assert re.search(r"contact 7, attempt 1 of 1: no answer, TransportError \(ConnectionRefusedError: .+\) after",
-                     refused)
-    assert re.search(r"contact 7, attempt 1 of 1: no answer, TransportError \(BadStatusLine\) after", quoted)
-    assert personal_data_in(caplog.records) == []
-
-
-@pytest.mark.parametrize("inherited", ["root", "iletimerkezi_edit"])
-def test_the_bodies_are_logged_only_when_their_own_logger_is_set_to_debug(caplog, service, inherited):
-    caplog.set_level(logging.DEBUG, logger=None if inherited == "root" else inherited)
-    ie.edit_contact(CREDS, personal_contact(), url=service.url)
-    assert [record.name for record in caplog.records] == ["iletimerkezi_edit"]  # DEBUG inherited: no bodies
-    caplog.clear()
-    caplog.set_level(logging.DEBUG, logger="iletimerkezi_edit.bodies")  # the switch, on purpose and by name
-    ie.edit_contact(CREDS, personal_contact(), url=service.url)
-    [attempt] = [record for record in caplog.records if record.name == "iletimerkezi_edit"]
-    [bodies] = [record for record in caplog.records if record.name == "iletimerkezi_edit.bodies"]
-    assert bodies.levelno == logging.DEBUG and "\n" not in bodies.getMessage()
-    assert bodies.getMessage().startswith(f"POST {service.url}, contact 1009, attempt 1 of 3: request '<?xml")
-    assert "<key>test-key</key>" in bodies.getMessage() and "<hash>REDACTED</hash>" in bodies.getMessage()
-    assert "; answer '<?xml" in bodies.getMessage() and "İşlem başarılı" in bodies.getMessage()
-    assert personal_data_in([bodies]) == sorted(PERSONAL)  # in the request and in the answer
-    assert personal_data_in([attempt]) == []
-
-
-def test_with_only_the_bodies_switched_on_each_attempt_still_logs_its_bodies(caplog):
-    caplog.set_level(logging.DEBUG, logger="iletimerkezi_edit.bodies")  # the module's own logger stays at WARNING
-    logging.getLogger("iletimerkezi_edit").setLevel(logging.WARNING)
-    try:
-        with FaultServer(echo_in_html, answer(200, SAMPLE_RESPONSE)) as server:
-            ie.edit_contact(CREDS, ie.Contact(1009, name="Şule"), url=server.url)
-    finally:
-        logging.getLogger("iletimerkezi_edit").setLevel(logging.NOTSET)
-    first, second = (record.getMessage() for record in caplog.records)
-    assert "attempt 1 of 3" in first and "; answer '<html><pre>POST" in first
-    assert re.search(r"; ResponseError: .* \(HTTP 502\)$", first)
-    assert HASH not in first and first.count("<hash>REDACTED</hash>") == 2  # the request, and its echo in the answer
-    assert "attempt 2 of 3" in second and "; answer '<?xml" in second and "Error" not in second
-
-
-def test_a_long_answer_is_cut_in_the_bodies_line_after_the_hash_is_redacted(caplog):
-    caplog.set_level(logging.DEBUG, logger="iletimerkezi_edit.bodies")
-    page = b"<html>" + b"x" * (ie._BODY_LOG_LIMIT - 10) + HASH.encode() + b"y" * 5000 + b"</html>"
-    with FaultServer(answer(502, page, "text/html")) as server, pytest.raises(ie.ResponseError):
-        ie.edit_contact(CREDS, ie.Contact(1009, name="x"), url=server.url, retries=0)
-    [line] = (record.getMessage() for record in caplog.records)
-    assert HASH[:8] not in line and "xREDA" in line
-    assert re.search(r"\.\.\. \([0-9]+ more characters\)'; ResponseError", line)
-
-
-def test_cli_v_logs_the_attempts_without_personal_data_and_vv_adds_the_bodies(service):
-    args = ["--id", "1009", "--name", PERSONAL["name"], "--gsm", PERSONAL["gsm"], "--url", service.url]
-    code, _, stderr = run_cli(args + ["-v"], CREDENTIAL_ENV)
-    assert code == 0 and re.fullmatch(
-        rf"iletimerkezi-edit: POST {re.escape(service.url)}, contact 1009, attempt 1 of 3: HTTP 200 after [0-9]+ ms\n",
-        stderr)
-    code, _, stderr = run_cli(args + ["-vv"], CREDENTIAL_ENV)
-    attempt, bodies = stderr.splitlines()
-    assert code == 0 and attempt.endswith(" ms") and PERSONAL["gsm"] not in attempt
-    assert PERSONAL["name"] in bodies and PERSONAL["gsm"] in bodies and "<hash>REDACTED</hash>" in bodies
-    assert "-vv adds the request and answer bodies" in " ".join(run_cli(["--help"])[1].split())
-
-
-def test_retry_waits_neither_follow_nor_disturb_the_global_random_state():
-    # Processes forked from one parent, or Lambda SnapStart instances restored from one snapshot, share the
-    # state of the random module; waits drawn from it would be the same in each, and they would retry in step.
-    saved = random.getstate()
-    try:
-        draws = []
-        for _ in range(2):
-            random.seed(13)
-            state = random.getstate()
-            draws.append([ie._RetryPolicy(2).wait(ie._Outcome(None, ie.TransportError("x")), 1) for _ in range(8)])
-            assert random.getstate() == state  # nothing was drawn from it
-    finally:
-        random.setstate(saved)
-    assert draws[0] != draws[1]
-    assert all(0.25 <= wait <= 0.5 for wait in draws[0] + draws[1])
-    assert isinstance(ie._jitter(), random.SystemRandom)  # os.urandom: no state to share
-
-
-MALFORMED_EVENTS = {
-    "a list": ["not", "an", "object"],
-    "a string": "1009",
-    "null": None,
-    "a number": 1009,
-    "an empty object": {},
-    "no id": {"name": "Şule"},
-    "id null": {"id": None, "name": "Şule"},
-    "id a float": {"id": 1009.0, "name": "Şule"},
-    "id a bool": {"id": True, "name": "Şule"},
-    "id not digits": {"id": "10O9", "name": "Şule"},
-    "id zero": {"id": 0, "name": "Şule"},
-    "a misspelt key": {"id": 1009, "nmae": "Şule"},
-    "an unknown key": {"id": 1009, "name": "Şule", "phone": "+905331234567"},
-    "name a number": {"id": 1009, "name": 42},
-    "gsm a number": {"id": 1009, "gsm": 905331234567},
-    "email an object": {"id": 1009, "email": {"address": "a@b.co"}},
-    "custom_fields a list": {"id": 1009, "custom_fields": [{"id": 1, "value": "x"}]},
-    "custom_fields a string": {"id": 1009, "custom_fields": "1=x"},
-    "a custom field id not a number": {"id": 1009, "custom_fields": {"birthday": "27/09/1990"}},
-    "a custom field value a number": {"id": 1009, "custom_fields": {"1": 27}},
-    "groups a string": {"id": 1009, "groups": "9,12"},
-    "groups an object": {"id": 1009, "groups": {"9": True}},
-    "a group not a number": {"id": 1009, "groups": [9, "twelve"]},
-    "a group twice": {"id": 1009, "groups": [9, 9]},
-    "a NUL in the name": {"id": 1009, "name": "a\x00b"},
-}
-
-
-@pytest.mark.parametrize("name", list(MALFORMED_EVENTS))
-def test_readme_lambda_handler_answers_every_malformed_event_and_sends_nothing(load_lambda_function, service, name):
-    function = load_lambda_function(service.url)
-    result = function.lambda_handler(MALFORMED_EVENTS[name], None)
-    assert set(result) == {"ok", "error", "code", "message"}
-    assert (result["ok"], result["error"], result["code"]) == (False, "ValidationError", None)
-    assert isinstance(result["message"], str) and result["message"]
-    json.dumps(result)  # Lambda must be able to serialise it
-    assert (service.connections, service.requests) == (0, [])
-
-
-def test_readme_lambda_handler_names_what_is_wrong_with_an_event(load_lambda_function, service):
-    handler = load_lambda_function(service.url).lambda_handler
-    assert handler(["not", "an", "object"], None)["message"] == "the event must be a JSON object, got list"
-    assert handler({"id": 1009, "nmae": "x"}, None)["message"].startswith("unknown keys in the event: nmae; known: ")
-    assert handler({"name": "x"}, None)["message"] == "the event has no id"
-    assert handler({"id": 1009, "custom_fields": []}, None)["message"].startswith("custom_fields must be an object")
-    assert "contact.custom_fields[0].id" in handler({"id": 1009, "custom_fields": {"x": "y"}}, None)["message"]
-    assert service.requests == []
-
-
-def test_readme_lambda_handler_treats_null_as_leave_it_and_takes_custom_fields_by_id(load_lambda_function, service):
-    handler = load_lambda_function(service.url).lambda_handler
-    result = handler({"id": "1009", "name": "Ayşe", "surname": None, "email": None, "gsm": None,
-                      "custom_fields": {"2": "yeni"}, "groups": None}, None)
-    assert result["ok"] is True and result["contact"]["surname"] == "Test User 2"
-    assert {"id": 2, "value": "yeni"} in result["contact"]["custom_fields"] and result["contact"]["groups"] == [9, 12]
-
-
-def test_the_readme_zip_recipe_ships_byte_code_that_a_read_only_task_folder_uses(tmp_path, service):
-    readme = (HERE / "README.md").read_text(encoding="utf-8")
-    [options] = re.findall(r"^  python3\.[0-9]+ -m compileall (.+) lambda-package  #", readme, re.MULTILINE)
-    assert "(cd lambda-package && zip -qr ../function.zip .)" in readme  # the zip keeps lambda-package/__pycache__/
-    task = tmp_path / "task"
-    task.mkdir()
-    shutil.copy(str(MODULE), str(task))
-    (task / "lambda_function.py").write_text(readme_handler_code("lambda_function"), encoding="utf-8")
-    subprocess.run([sys.executable, "-m", "compileall", *options.split(), str(task)], check=True, timeout=60)
-    for source in task.glob("*.py"):  # unzipping gives the files other times than they were compiled with
-        os.utime(str(source), (946684800, 946684800))
-    env = dict(os.environ, ILETIMERKEZI_URL=service.url, **CREDENTIAL_ENV)
-    done = subprocess.run([sys.executable, "-S", "-B", "-v", "-c", "import lambda_function"], cwd=str(task), env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
-    assert done.returncode == 0, done.stderr[-2000:]
-    tag = sys.implementation.cache_tag
-    for name in ("iletimerkezi_edit", "lambda_function"):
-        assert f"code object from '{task / '__pycache__' / f'{name}.{tag}.pyc'}'".encode() in done.stderr
-    assert service.requests == []
-
-
-def test_the_readme_shows_the_attempt_line_as_it_is_logged(caplog, service):
-    readme = (HERE / "README.md").read_text(encoding="utf-8")
-    [shown] = re.findall(r"```text\n(POST https://api\.iletimerkezi\.com/.*)\n```", readme)
-    caplog.set_level(logging.DEBUG)
-    service.canned.append((503, response_document(503), "text/xml; charset=utf-8", RETRY_NOW))
-    ie.edit_contact(CREDS, personal_contact(), url=service.url)
-    logged = caplog.records[0].getMessage().replace(service.url, ie.API_URL)
-    assert re.sub(r"[0-9.]+ (s|ms)\b", r"N \1", logged) == re.sub(r"[0-9.]+ (s|ms)\b", r"N \1", shown)
-
-
-# ---------------------------------------------------------------------------
-# Bulk edits from a file: iletimerkezi-edit --input
-# ---------------------------------------------------------------------------
-
-
-def report_of(path, cut=0):
-    """The report's lines; ``cut`` of them may be cut short (a run killed while writing one), no more."""
-    entries, unreadable = [], 0
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        try:
-            entries.append(json.loads(line))
-        except ValueError:
-            unreadable += 1
-    assert unreadable <= cut
-    return entries
-
-
-def sent_names(service):
-    return [ET.fromstring(body).findtext("contact/name") for _, _, body in service.requests]
-
-
-EXCEL_CSV = (  # as Excel writes it in a Turkish locale: BOM, semicolons, CRLF, quotes around what needs them
-    "\ufeffid;Name ; surname;GSM;groups;field:1;field:2\r\n"
-    "5000;Şule;\"Yılmaz; Öz\";+905051112233;9, 12;27/09/2024;\r\n"
-    "5001;\"Ali \"\"Veli\"\"\r\nİkinci satır\";;;;;cip\r\n"
-    "5002;;;;15;;\r\n"
-    ";;;;;;\r\n"
-    "abc;x;;;;;\r\n"
-    "5003;\"a\x01b\";;;;;\r\n"
-)
-
-
-def test_cli_edits_every_record_of_a_csv_as_excel_writes_it(service, tmp_path):
-    source = tmp_path / "kişiler.csv"
-    source.write_bytes(EXCEL_CSV.encode("utf-8"))
-    code, stdout, stderr = run_cli(["--input", str(source), "--url", service.url, "--workers", "3"], CREDENTIAL_ENV)
-    assert code == 1  # two bad records
-    assert stdout == ""
-    assert stderr.strip().endswith("5 records: 3 succeeded, 2 failed (2 ValidationError)")
-    report = sorted(report_of(str(source) + ".report.jsonl"), key=lambda entry: entry["line"])
-    assert [(entry["line"], entry["id"], entry["ok"]) for entry in report] == [
-        (2, 5000, True), (3, 5001, True), (5, 5002, True), (7, "abc", False), (8, 5003, False)]
-    assert report[3]["error"] == report[4]["error"] == "ValidationError" and "U+0001" in report[4]["message"]
-    first = ET.fromstring(next(body for _, _, body in service.requests if b"<id>5000</id>" in body))
-    assert first.findtext("contact/surname") == "Yılmaz; Öz" and first.findtext("contact/gsm") == "+905051112233"
-    assert [group.text for group in first.find("contact/groups")] == ["9", "12"]
-    assert [(field.findtext("id"), field.findtext("value")) for field in first.iter("custom_field")] == [
-        ("1", "27/09/2024")]
-    second = ET.fromstring(next(body for _, _, body in service.requests if b"<id>5001</id>" in body))
-    assert second.findtext("contact/name") == 'Ali "Veli"\r\nİkinci satır'  # sent exactly as written
-    assert second.find("contact/surname") is None and second.find("contact/groups") is None  # empty: left alone
-    third = ET.fromstring(next(body for _, _, body in service.requests if b"<id>5002</id>" in body))
-    assert third.find("contact/custom_fields") is None  # every field: cell empty, so no <custom_fields> at all
-    assert len(service.requests) == 3
-
-
-@pytest.mark.parametrize("delimiter", [",", "\t", ";"])
-def test_cli_csv_delimiter_is_read_from_the_header_and_lf_works(service, tmp_path, delimiter):
-    source = tmp_path / "people.csv"
-    rows = [["ID", "name", "field:3"], ["5000", "a, b; c\td", "x"], ["5001", "e", ""]]
-    import csv
-
-    with source.open("w", encoding="utf-8", newline="") as handle:
-        csv.writer(handle, delimiter=delimiter, lineterminator="\n").writerows(rows)
-    code, _, _ = run_cli(["--input", str(source), "--url", service.url], CREDENTIAL_ENV)
-    assert code == 0
-    assert sorted(sent_names(service)) == ["a, b; c\td", "e"]
-
-
-def test_cli_edits_json_lines(service, tmp_path):
-    source = tmp_path / "people.ndjson"
-    source.write_text("\n".join([
-        json.dumps({"id": 5000, "name": "Şule", "groups": [9, 12], "custom_fields": {"1": "x"}}, ensure_ascii=False),
-        "",
-        json.dumps({"id": "5001", "surname": "", "groups": [], "custom_fields": {}}),
-        json.dumps({"id": 5002, "name": None, "email": "a@b.co"}),
-        "[1, 2]",
-        json.dumps({"id": 5003, "nam": "typo"}),
-        "{not json",
-        json.dumps({"id": 5004, "custom_fields": [{"id": 1, "value": "x"}]}),
-    ]) + "\n", encoding="utf-8")
-    code, _, stderr = run_cli(["--input", str(source), "--url", service.url], CREDENTIAL_ENV)
-    assert code == 1 and "7 records: 3 succeeded, 4 failed (4 ValidationError)" in stderr
-    report = {entry["line"]: entry for entry in report_of(str(source) + ".report.jsonl")}
-    assert sorted(report) == [1, 3, 4, 5, 6, 7, 8]
-    assert [line for line, entry in sorted(report.items()) if entry["ok"]] == [1, 3, 4]
-    assert "unknown key 'nam'" in report[6]["message"] and "not JSON" in report[7]["message"]
-    cleared = ET.fromstring(next(body for _, _, body in service.requests if b"<id>5001</id>" in body))
-    assert cleared.findtext("contact/surname") == "" and len(cleared.find("contact/groups")) == 0
-    assert len(cleared.find("contact/custom_fields")) == 0
-    assert ET.fromstring(next(body for _, _, body in service.requests if b"<id>5002</id>" in body)).find(
-        "contact/name") is None
-
-
-@pytest.mark.parametrize(
-    "args, header, message",
-    [
-        (["--input", "-"], "id,name", "--format csv or --format jsonl is needed"),
-        (["--input", "{path}", "--name", "x"], "id,name", "--name does not go with --input"),
-        (["--input", "{path}"], "id,name,e-posta", "unknown column 'e-posta'"),
-        (["--input", "{path}"], "name,gsm", "no id column"),
-        (["--input", "{path}"], "id,name,Name", "named twice"),
-        (["--input", "{path}.missing", "--format", "csv"], "id", "cannot read"),
-        (["--input", "{path}", "--workers", "0"], "id", "workers must be"),
-        (["--input", "{path}", "--proxy", "ftp://h:1"], "id", "proxy must start with http://"),
-        (["--id", "1009", "--workers", "2"], "id", "--workers goes with --input"),
-        ([], "id", "--id (one contact) or --input (many) is required"),
-    ],
-)
-def test_cli_bulk_usage_and_unreadable_input_exit_2_before_anything_is_sent(service, tmp_path, args, header, message):
-    source = tmp_path / "in.csv"
-    source.write_text(header + "\n5000,x\n", encoding="utf-8")
-    args = [arg.replace("{path}", str(source)) for arg in args]
-    code, _, stderr = run_cli(args + ["--url", service.url], CREDENTIAL_ENV)
-    assert code == 2 and message in stderr, stderr
-    assert service.requests == []
-
-
-def test_cli_reads_stdin_and_reports_to_stderr(service):
-    records = "id,name\n5000,a\n5001,b\n"
-    env = dict({name: value for name, value in os.environ.items() if not name.startswith("ILETIMERKEZI_")},
-               **CREDENTIAL_ENV)
-    done = subprocess.run([sys.executable, str(MODULE), "--input", "-", "--format", "csv", "--url", service.url],
-                          input=records.encode(), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
-    assert done.returncode == 0
-    lines = done.stderr.decode().splitlines()
-    assert sorted(json.loads(line)["line"] for line in lines if line.startswith("{")) == [2, 3]
-    assert lines[-1] == "iletimerkezi-edit: 2 records: 2 succeeded, 0 failed"
-
-
-def test_cli_refuses_to_overwrite_a_report_and_resume_skips_what_was_ok(service, tmp_path):
-    source = tmp_path / "in.csv"
-    source.write_text("id,name\n" + "".join(f"{PEOPLE[n]},r{n}\n" for n in range(6)), encoding="utf-8")
-    report = Path(str(source) + ".report.jsonl")
-    # An earlier run confirmed lines 2 and 4, failed line 3, and was killed while writing a line.
-    report.write_text('{"line": 2, "id": 5000, "ok": true}\n{"line": 3, "id": 5001, "ok": false, "error": "Transp'
-                      'ortError"}\n{"line": 4, "id": 5002, "ok": true}\n{"line": 5, "id"', encoding="utf-8")
-    code, _, stderr = run_cli(["--input", str(source), "--url", service.url], CREDENTIAL_ENV)
-    assert code == 2 and "--resume" in stderr and service.requests == []
-    code, _, stderr = run_cli(["--input", str(source), "--url", service.url, "--resume"], CREDENTIAL_ENV)
-    assert code == 0 and "4 records: 4 succeeded, 0 failed; 2 skipped, already ok in the report" in stderr
-    assert sorted(sent_names(service)) == ["r1", "r3", "r4", "r5"]
-    oks = collections.Counter(entry["line"] for entry in report_of(report, cut=1) if entry.get("ok") is True)
-    assert oks == {line: 1 for line in range(2, 8)}
-
-
-def test_cli_killed_then_resumed_edits_every_record_once(service, tmp_path):
-    import signal
-
-    count = 60
-    source = tmp_path / "in.jsonl"
-    source.write_text("".join(json.dumps({"id": PEOPLE[n], "name": f"r{n}"}) + "\n" for n in range(count)))
-    service.delays.update((f"r{n}", 0.02) for n in range(count))
-    report = Path(str(source) + ".report.jsonl")
-    env = dict({name: value for name, value in os.environ.items() if not name.startswith("ILETIMERKEZI_")},
-               **CREDENTIAL_ENV)
-    command = [sys.executable, str(MODULE), "--input", str(source), "--url", service.url, "--workers", "4"]
-    child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert eventually(lambda: report.exists() and len(report.read_text().splitlines()) >= 10, seconds=30)
-    child.send_signal(signal.SIGKILL)
-    child.communicate(timeout=30)
-    first_run = collections.Counter(sent_names(service))
-    confirmed = {entry["line"] for entry in report_of(report, cut=1) if entry["ok"]}
-    assert 10 <= len(confirmed) < count
-    code, _, _ = run_cli(command[2:] + ["--resume"], CREDENTIAL_ENV)
-    assert code == 0
-    oks = collections.Counter(entry["line"] for entry in report_of(report, cut=1) if entry.get("ok") is True)
-    assert oks == {line: 1 for line in range(1, count + 1)}
-    second_run = collections.Counter(sent_names(service)) - first_run
-    assert not any(f"r{line - 1}" in second_run for line in confirmed)  # nothing reported ok was sent again
-    assert set(second_run) | set(first_run) == {f"r{n}" for n in range(count)}
-
-
-def test_cli_interrupted_finishes_in_flight_edits_flushes_the_report_and_exits_130(service, tmp_path):
-    import signal
-
-    count = 200
-    source = tmp_path / "in.jsonl"
-    source.write_text("".join(json.dumps({"id": PEOPLE[n], "name": f"r{n}"}) + "\n" for n in range(count)))
-    service.delays.update((f"r{n}", 0.1) for n in range(count))
-    report = Path(str(source) + ".report.jsonl")
-    env = dict({name: value for name, value in os.environ.items() if not name.startswith("ILETIMERKEZI_")},
-               **CREDENTIAL_ENV)
-    child = subprocess.Popen([sys.executable, str(MODULE), "--input", str(source), "--url", service.url,
-                              "--workers", "4"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert eventually(lambda: report.exists() and len(report.read_text().splitlines()) >= 4, seconds=30)
-    child.send_signal(signal.SIGINT)
-    _, stderr = child.communicate(timeout=30)
-    assert child.returncode == 130 and b"Traceback" not in stderr
-    assert b"interrupted" in stderr
-    answered = len(service.requests)
-    lines = report_of(report)
-    assert len(lines) == answered < count  # every edit that was sent has its line
-    assert all(entry["ok"] for entry in lines)
-
-
-def test_cli_progress_only_on_a_terminal_or_when_asked(service, tmp_path):
-    source = tmp_path / "in.csv"
-    source.write_text("id,name\n" + "".join(f"{PEOPLE[n]},r{n}\n" for n in range(30)), encoding="utf-8")
-    service.delays.update((f"r{n}", 0.03) for n in range(30))
-    code, _, quiet = run_cli(["--input", str(source), "--url", service.url, "--workers", "1"], CREDENTIAL_ENV)
-    assert code == 0 and "\r" not in quiet and quiet.count("\n") == 1  # stderr is a pipe here: the summary only
-    code, _, shown = run_cli(["--input", str(source), "--url", service.url, "--workers", "1", "--progress",
-                              "--report", str(tmp_path / "second.jsonl")], CREDENTIAL_ENV)
-    assert code == 0 and re.search(r"\r[0-9]+/30 records, [0-9.]+/s, 0 failed, [0-9]+ min [0-9]+ s left", shown)
-    assert shown.rstrip().endswith("30 records: 30 succeeded, 0 failed")
-
-
-def test_cli_input_that_is_not_utf8_exits_2_and_reports_what_ended(service, tmp_path):
-    source = tmp_path / "in.csv"
-    good = "".join(f"{PEOPLE[n]},r{n}\n" for n in range(3))
-    source.write_bytes(b"id,name\n" + good.encode() + b"x" * 9000 + b"\n5999,\xff\xfe\n")  # the bad bytes come late
-    code, _, stderr = run_cli(["--input", str(source), "--url", service.url, "--workers", "1"], CREDENTIAL_ENV)
-    assert code == 2 and "not UTF-8" in stderr
-    lines = [entry["line"] for entry in report_of(str(source) + ".report.jsonl")]
-    assert sorted(sent_names(service)) == ["r0", "r1", "r2"] and sorted(lines)[:3] == [2, 3, 4]
-
-
-# ---------------------------------------------------------------------------
-# What an outside review proved and is fixed: each test failed before
-# ---------------------------------------------------------------------------
-
-
-def test_a_secret_that_is_not_utf8_is_a_validation_error_naming_it_and_stays_out_of_frames(monkeypatch):
-    monkeypatch.setenv("ILETIMERKEZI_KEY", KEY)
-    secret = b"\xfeifre-test-secret".decode("utf-8", "surrogateescape")  # typed in a cp1254 terminal
-    monkeypatch.setattr(os, "environ", dict(os.environ, ILETIMERKEZI_SECRET=secret))
-
-    def raised(call):  # so that the traceback starts here, not in this test's frame, which holds the secret
-        try:
-            call()
-        except ie.ValidationError as error:
-            return error
-        raise AssertionError("no ValidationError")
-
-    error = raised(ie.Credentials.from_env)
-    assert "ILETIMERKEZI_SECRET cannot be encoded as UTF-8" in str(error)
-    assert "ifre-test-secret" not in shown_with_locals(error)
-    with pytest.raises(ie.ValidationError, match="secret cannot be encoded"):
-        ie.sign(KEY, secret)
-
-
-class RaisingIndex:
-    def __index__(self):
-        raise ValueError("no")
-
-
-class BoolIndex:
-    def __index__(self):
-        return True
-
-
-@pytest.mark.parametrize("value", [10**5000, RaisingIndex(), BoolIndex(), [[[[1]]]], float("nan")],
-                         ids=["huge", "raising __index__", "__index__ gives True", "nested", "nan"])
-def test_any_bad_id_is_a_validation_error_and_a_bulk_run_goes_on(service, value):
-    with pytest.raises(ie.ValidationError, match="contact.id must be a positive integer"):
-        ie.build_request(CREDS, ie.Contact(value, name="x"))
-    with ie.Session(CREDS, url=service.url) as session:
-        for workers in (1, 3):
-            results = session.edit_contacts([ie.Contact(1009, name="a"), ie.Contact(value, name="b"),
-                                             ie.Contact(1009, name="c")], workers=workers)
-            assert [type(result).__name__ for result in results] == ["Response", "ValidationError", "Response"]
-
-
-def test_a_session_whose_settings_were_refused_can_still_be_shown(service):
-    with pytest.raises(ie.ValidationError) as caught:
-        ie.Session(CREDS, url="ftp://example.com/")
-    assert "session (no settings)" in shown_with_locals(caught.value)  # it lowercases
-
-
-def run_cli_shell(command, service_url=""):
-    env = dict({name: value for name, value in os.environ.items()
-                if not name.startswith("ILETIMERKEZI_") and name != "PYTHONUNBUFFERED"}, **CREDENTIAL_ENV)
-    script = command.replace("CLI", f"{sys.executable} {MODULE}").replace("URL", service_url)
-    done = subprocess.run(["bash", "-c", script], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
-    return done.stdout.decode(), done.stderr.decode()
-
-
-@pytest.mark.skipif(not shutil.which("bash"), reason="needs bash to close and redirect streams")
-def test_cli_closed_or_full_outputs_keep_the_documented_exit_codes(service):
-    cases = {
-        "CLI --id 1009 --name a --url URL >&-; echo $?": "0",
-        "CLI --dry-run --id 1009 --name a >&-; echo $?": "0",
-        "CLI --help | head -0; echo ${PIPESTATUS[0]}": "0",
-        "CLI --version | head -0; echo ${PIPESTATUS[0]}": "0",
-        "CLI --id 4242 --name a --url URL 2>&-; echo $?": "1",
-        "CLI --id 1009 --name a --url ftp://x 2>&-; echo $?": "2",
-        f"CLI --id 1009 --name a --retries 0 --url http://127.0.0.1:{unused_port()}/x 2>&-; echo $?": "3",
-    }
-    for command, code in cases.items():
-        stdout, stderr = run_cli_shell(command, service.url)
-        assert (stdout.strip().splitlines()[-1], stderr) == (code, ""), command
-    if os.path.exists("/dev/full"):
-        stdout, stderr = run_cli_shell("CLI --dry-run --id 1009 --name a > /dev/full; echo $? >&2")
-        assert stderr.splitlines() == ["iletimerkezi-edit: the output could not be written: [Errno 28] No space left "
-                                       "on device", "74"]
-
-
-def test_cli_json_is_utf8_even_on_a_cp1254_console(service):
-    code, stdout, _ = run_cli(["--id", "1009", "--name", "Şule Gönül", "--json", "--url", service.url],
-                              dict(CREDENTIAL_ENV, PYTHONIOENCODING="cp1254"))
-    assert code == 0 and stdout.isascii()  # \u escapes: ASCII is UTF-8, as RFC 8259 asks of JSON
-    assert json.loads(stdout)["contact"]["name"] == "Şule Gönül"
-
-
-@needs_fork
-def test_a_fork_while_another_thread_makes_the_first_session_does_not_hang_the_child(tmp_path):
-    # The other thread is importing (encodings.idna, ssl) or loading the CA store: locks no child thread releases.
-    script = tmp_path / "trial.py"
-    script.write_text(f"""
-import os, signal, sys, threading, time, warnings
-warnings.simplefilter("ignore")
-sys.path.insert(0, {str(HERE)!r})
-import iletimerkezi_edit as ie
-credentials = ie.Credentials("k", "0" * 64)
-worker = threading.Thread(target=lambda: ie.Session(credentials))
-worker.start()
-pid = os.fork()
-if pid == 0:
-    signal.alarm(10)
-    ie.Session(credentials)
-    os._exit(0)
-_, status = os.waitpid(pid, 0)
-worker.join()
-print("ok" if status == 0 else "hung")
-""")
-    for _ in range(8):
-        done = subprocess.run([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
-        assert done.stdout.decode().strip() == "ok", done.stderr.decode()[-500:]
-
-
-def test_errors_survive_pickling_for_multiprocessing():
-    import pickle
-
-    for error in (ie.APIError(463, "Böyle bir grup bulunamadı.", 463), ie.AuthenticationError(401, "x", 401),
-                  ie.ProxyError("127.0.0.1:3128", 407, "Proxy Authentication Required", "api:443"),
-                  ie.ResponseError("not XML", 502), ie.TransportError("no answer"), ie.ValidationError("bad")):
-        copy = pickle.loads(pickle.dumps(error))
-        assert (type(copy), str(copy), vars(copy)) == (type(error), str(error), vars(error))
-
-
-def test_a_thread_that_cannot_start_never_escapes_a_bulk_run(monkeypatch, service):
-    real_start = threading.Thread.start
-
-    def start(self):
-        if self.name.startswith("iletimerkezi_edit"):
-            raise RuntimeError("can't start new thread")
-        return real_start(self)
-
-    monkeypatch.setattr(threading.Thread, "start", start)
-    with ie.Session(CREDS, url=service.url) as session:
-        results = session.edit_contacts(people(6), workers=4)
-    assert all(isinstance(result, ie.TransportError) for result in results)
-    assert service.requests == []
-
-
-def test_a_success_that_names_no_contact_is_refused_and_its_connection_closed():
-    bare = b"<response><status><code>200</code><message>ok</message></status></response>"
-    with FaultServer(answer(200, bare), answer_each_after()) as server:
-        with ie.Session(CREDS, url=server.url, retries=0, timeout=2) as session:
-            with pytest.raises(ie.ResponseError, match="names no contact"):
-                session.edit_contact(ie.Contact(1009, name="x"))
-            assert session.edit_contact(ie.Contact(1009, name="y")).contact.name == "y"
-    assert server.connections == 2
-
-
-def test_seventeen_interim_answers_are_still_skipped():
-    with FaultServer(answer_each_after(*[(102, "Processing")] * 17)) as server:
-        assert ie.edit_contact(CREDS, ie.Contact(1009, name="x"), url=server.url, retries=0).contact.name == "x"
-
-
-@pytest.mark.parametrize("proxy, message", [
-    ("http://pro%0Axy:3128", "host must be a host name"),
-    ("http://ali:caf%E9@127.0.0.1:3128", "not UTF-8 once percent-decoded"),
-    ("http://127.0.0.1:+80", "invalid port"),
-    ("http://127.0.0.1:\u0668\u0660", "invalid port"),
-])
-def test_proxy_urls_that_would_be_sent_otherwise_than_written_are_refused(service, proxy, message):
-    with pytest.raises(ie.ValidationError, match=message):
-        ie.edit_contact(CREDS, ie.Contact(1009, name="x"), url=service.url, proxy=proxy)
-    assert service.connections == 0
-
-
-def test_a_refused_proxy_password_stays_out_of_the_frames_below_the_call(service):
-    def refused():
-        try:
-            ie.Session(CREDS, url=service.url, proxy="http://ali:Hunter2-Sekret@127.0.0.1:3128/path")
-        except ie.ValidationError as error:
-            return error
-        raise AssertionError("accepted")
-
-    error = refused()
-    trace, below = error.__traceback__, []
-    while trace is not None:
-        if trace.tb_frame.f_code.co_name not in ("refused", "__init__"):  # those hold the argument they were given
-            below.append(repr(trace.tb_frame.f_locals))
-        trace = trace.tb_next
-    assert below and not any("Hunter2-Sekret" in local_variables for local_variables in below)
-
-
-def test_a_stream_held_after_break_sends_nothing_new(service):
-    service.delays.update((contact.name, 0.05) for contact in people(40))
-    with ie.Session(CREDS, url=service.url) as session:
-        stream = session.iter_edit_contacts(people(40), workers=2)
-        for _ in stream:
-            break  # the caller keeps ``stream``: nothing closes it yet
-        at_break = len(service.requests)
-        time.sleep(0.5)
-        assert len(service.requests) <= at_break + 2  # the edits in flight (one per worker), and nothing new
-        stream.close()
-        assert not worker_threads()
-
-
-def test_cli_resumes_after_a_report_cut_inside_a_turkish_letter(service, tmp_path):
-    source = tmp_path / "in.csv"
-    source.write_text("id,name\n4242,a\n5000,b\n", encoding="utf-8")
-    report = Path(str(source) + ".report.jsonl")
-    report.write_bytes('{"line": 2, "id": 4242, "ok": false, "message": "465 Kişi'.encode("utf-8")[:-1])
-    code, _, stderr = run_cli(["--input", str(source), "--url", service.url, "--resume"], CREDENTIAL_ENV)
-    assert code == 1 and "2 records: 1 succeeded, 1 failed (1 APIError)" in stderr
-    assert [entry["line"] for entry in report_of(report, cut=1)] in ([2, 3], [3, 2])
-
-
-def test_cli_one_worker_interrupted_still_reports_the_edit_in_flight(service, tmp_path):
-    import signal
-
-    source = tmp_path / "in.jsonl"
-    source.write_text("".join(json.dumps({"id": PEOPLE[n], "name": f"r{n}"}) + "\n" for n in range(20)))
-    service.delays.update((f"r{n}", 0.4) for n in range(20))
-    report = Path(str(source) + ".report.jsonl")
-    env = dict({name: value for name, value in os.environ.items() if not name.startswith("ILETIMERKEZI_")},
-               **CREDENTIAL_ENV)
-    child = subprocess.Popen([sys.executable, str(MODULE), "--input", str(source), "--url", service.url,
-                              "--workers", "1"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert eventually(lambda: len(service.requests) >= 2, seconds=30)  # the second edit is in flight
-    child.send_signal(signal.SIGINT)
-    child.communicate(timeout=30)
-    assert child.returncode == 130
-    assert eventually(lambda: len(report_of(report)) == len(service.requests))
-    assert all(entry["ok"] for entry in report_of(report))
-
-
-@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs a named pipe")
-def test_cli_progress_never_reads_a_pipe_twice(service, tmp_path):
-    fifo = tmp_path / "in.csv"
-    os.mkfifo(fifo)
-
-    def feed():
-        with open(fifo, "w", encoding="utf-8") as pipe:
-            pipe.write("id,name\n5000,a\n5001,b\n")
-
-    feeder = threading.Thread(target=feed)
-    feeder.start()
-    code, _, stderr = run_cli(["--input", str(fifo), "--url", service.url, "--progress", "--report",
-                               str(tmp_path / "report.jsonl")], CREDENTIAL_ENV)
-    feeder.join(10)
-    assert code == 0 and "2 records: 2 succeeded" in stderr and len(service.requests) == 2
-
-
-def test_cli_a_csv_line_that_cannot_be_read_is_one_bad_record(service, tmp_path):
-    source = tmp_path / "in.csv"
-    source.write_text("id,name\n5000,a\n5001," + "x" * 140000 + "\n5002,c\n", encoding="utf-8")
-    code, _, stderr = run_cli(["--input", str(source), "--url", service.url], CREDENTIAL_ENV)
-    assert code == 1 and "3 records: 2 succeeded, 1 failed (1 ValidationError)" in stderr
-    assert sorted(sent_names(service)) == ["a", "c"]
-
-
-def test_cli_field_columns_named_twice_in_two_spellings_exit_2(service, tmp_path):
-    source = tmp_path / "in.csv"
-    source.write_text("id,field:1,field:01\n5000,a,b\n", encoding="utf-8")
-    code, _, stderr = run_cli(["--input", str(source), "--url", service.url], CREDENTIAL_ENV)
-    assert code == 2 and "named twice" in stderr and service.requests == []

@@ -32,9 +32,12 @@ One edit: Session.edit_contact → build → attempt (wire) → parse → retry 
 from __future__ import annotations
 
 import base64
+import codecs
 import collections
 import contextlib
+import csv
 import dataclasses
+import datetime
 import encodings.idna  # noqa: F401  # host checks and name lookups use it: imported now, never during a fork
 import functools
 import hashlib
@@ -42,24 +45,37 @@ import hmac
 import http.client
 import io
 import ipaddress
+import itertools
+import json
 import logging
+import math
 import os
+import posixpath
 import queue
 import random
 import re
+import shlex
+import shutil
+import signal
 import socket
 import ssl
+import stat
+import struct
 import sys
 import threading
 import time
+import unicodedata
 import urllib.parse
 import urllib.request
 import weakref
 import xml.etree.ElementTree as ET
+import zlib
 from typing import (
     TYPE_CHECKING,
     Any,
+    BinaryIO,
     Callable,
+    Collection,
     Deque,
     Dict,
     Generator,
@@ -79,7 +95,7 @@ from typing import (
 )
 from xml.parsers import expat
 
-if TYPE_CHECKING:  # the command line's own modules are imported when it runs: a library user never pays for them
+if TYPE_CHECKING:  # imported where the command line needs them (8 ms each): a library user never pays for them
     import argparse
 
 __all__ = [
@@ -241,9 +257,10 @@ class ProxyError(TransportError):
     def __init__(self, proxy: str, status: int, reason: str, target: str) -> None:
         self.proxy = proxy
         self.status = status
-        self._reason_and_target = (reason, target)
-        shown = " ".join(reason.split())[:80]
-        super().__init__(f"proxy {proxy} refused the tunnel to {target}: HTTP {status} {shown}".rstrip())
+        # The standard phrase, never the proxy's own: a proxy may repeat the credentials there, in any encoding.
+        self._reason_and_target = (http.client.responses.get(status, ""), target)
+        super().__init__(f"proxy {proxy} refused the tunnel to {target}: HTTP {status} "
+                         f"{self._reason_and_target[0]}".rstrip())
 
     def __reduce__(self) -> Tuple[Any, ...]:
         return type(self), (self.proxy, self.status, *self._reason_and_target)
@@ -850,13 +867,16 @@ class _Proxy:
         self.host = host
         self.port = port
         self._authorization: Optional[str] = None
-        # Every form the password can be seen in: as decoded, as written in the URL (percent-encoded), and the
-        # base64 of "user:password" that goes on the wire, which a proxy may echo in its answer.
+        # Every form the credentials can be seen in, to take out of whatever a proxy answers: the password as
+        # decoded, as written in the URL, percent-encoded, its UTF-8 bytes read as Latin-1 (as http.client reads
+        # a status line), and the base64 of "user:password" sent on the wire, padding or none.
         self.secrets: Tuple[str, ...] = ()
         if user is not None:
             token = base64.b64encode(f"{user}:{password or ''}".encode()).decode("ascii")
             self._authorization = "Basic " + token
-            self.secrets = tuple(secret for secret in (password, written, token) if secret)
+            forms = (password, written, urllib.parse.quote(password or "", safe=""),
+                     (password or "").encode().decode("latin-1"), token.rstrip("="))
+            self.secrets = tuple(sorted({form for form in forms if form}, key=len, reverse=True))
 
     def __str__(self) -> str:
         return str(_Endpoint("http", self.host, self.port, "/", ""))
@@ -992,16 +1012,15 @@ def _environment_proxy(endpoint: _Endpoint) -> Optional[_Proxy]:
 
 
 def _in_no_proxy_range(host: str) -> bool:
-    """Whether ``host``, an IP address, lies in a range of ``no_proxy`` (``10.0.0.0/8``, ``fd00::/8``)."""
+    """Whether ``host``, an IP address, is in ``no_proxy`` as a range (``10.0.0.0/8``, ``fd00::/8``) or itself."""
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
         return False  # a name: ranges are for addresses, and a name is never looked up to match one
     for entry in urllib.request.getproxies_environment().get("no", "").split(","):
-        if "/" in entry:
-            with contextlib.suppress(ValueError):  # not a range: urllib has matched it as a name already
-                if address in ipaddress.ip_network(entry.strip(), strict=False):
-                    return True
+        with contextlib.suppress(ValueError):  # a name: urllib has matched it already
+            if address in ipaddress.ip_network(entry.strip().strip("[]"), strict=False):
+                return True  # a range, or one address (urllib misses "::1" against the URL's "[::1]")
     return False
 
 
@@ -1078,18 +1097,20 @@ def _request_head(endpoint: _Endpoint, length: int, *, keep_alive: bool) -> byte
 class _Request:
     """A request ready to send: head and body. ``repr`` shows what it is for, never its bytes (they hold the hash)."""
 
-    __slots__ = ("_body_length", "contact_id", "data")
+    __slots__ = ("_body_length", "contact_id", "data", "keep_alive")
 
-    def __init__(self, data: bytes, body_length: int, contact_id: int) -> None:
+    def __init__(self, data: bytes, body_length: int, contact_id: int, keep_alive: bool) -> None:
         self.data = data
         self._body_length = body_length
         self.contact_id = contact_id
+        self.keep_alive = keep_alive  # False: it asks the server to close, so nothing more is sent on the connection
 
     @classmethod
     def of(cls, endpoint: _Endpoint, credentials: Credentials, contact: Contact, *, keep_alive: bool) -> _Request:
         """The request that edits ``contact``; a bad value raises ``ValidationError`` before the hash is read."""
         contact_id, body = _render_request(_check_credentials(credentials).key, contact, credentials)
-        return cls(_request_head(endpoint, len(body), keep_alive=keep_alive) + body, len(body), contact_id)
+        head = _request_head(endpoint, len(body), keep_alive=keep_alive)
+        return cls(head + body, len(body), contact_id, keep_alive)
 
     @property
     def body(self) -> bytes:
@@ -1242,7 +1263,7 @@ class _Connection:
             # Closes the answer's reader, not the socket. Left to the garbage collector, a failed answer's
             # reader can be finalized first, and the answer's own finalizer then complains on 3.13.
             answer.close()
-        if answer.will_close or source.overran:
+        if answer.will_close or source.overran or not request.keep_alive:
             self.close()
         else:
             self.idle_since = time.time()
@@ -1529,7 +1550,7 @@ class _RetryPolicy:
         _log.debug("POST %s: the server had closed the idle connection; reconnecting", endpoint.url)
 
     def log(self, endpoint: _Endpoint, request: _Request, attempt: int, started: float, outcome: _Outcome,
-            wait: Optional[float], secret: str) -> None:
+            wait: Optional[float], credentials: Credentials) -> None:
         """Log one attempt: a line without personal data at DEBUG, and the bodies only if switched on by name."""
         attempts, bodies = _log.isEnabledFor(logging.DEBUG), self.bodies_wanted()
         if not attempts and not bodies:
@@ -1545,11 +1566,12 @@ class _RetryPolicy:
         if attempts:
             _log.debug("%s: %s after %d ms", where, said, (time.monotonic() - started) * 1000)
         if bodies:
-            received = "no answer" if answer is None else _redact(answer.body.decode("utf-8", "replace"), secret)
+            received = ("no answer" if answer is None else
+                        _redact(answer.body.decode("utf-8", "replace"), credentials.hash))
             if len(received) > _BODY_LOG_LIMIT:
                 received = received[:_BODY_LOG_LIMIT] + f"... ({len(received) - _BODY_LOG_LIMIT} more characters)"
             _body_log.debug(
-                "%s: request %r; answer %r%s", where, _redact(request.body.decode("utf-8"), secret), received,
+                "%s: request %r; answer %r%s", where, _redact(request.body.decode("utf-8"), credentials.hash), received,
                 "" if error is None else f"; {type(error).__name__}: {' '.join(str(error).split())}",
             )
 
@@ -1656,8 +1678,7 @@ class Session:
             started = time.monotonic()
             outcome = self._send_once(request, started + self._settings.timeout)
             wait = self._policy.wait(outcome, attempt)
-            self._policy.log(self._settings.endpoint, request, attempt, started, outcome, wait,
-                             self._credentials.hash)
+            self._policy.log(self._settings.endpoint, request, attempt, started, outcome, wait, self._credentials)
             if isinstance(outcome.result, Response):
                 return outcome.result
             if wait is None:
@@ -1787,8 +1808,10 @@ def edit_contact(
     ``None`` to follow ``https_proxy``/``no_proxy`` from the environment. To send
     many edits, a ``Session`` saves a connection each.
     """
-    with _OneShotSession(credentials, url=url, timeout=timeout, retries=retries, ssl_context=ssl_context,
-                         proxy=proxy) as session:
+    session = _OneShotSession(credentials, url=url, timeout=timeout, retries=retries, ssl_context=ssl_context,
+                              proxy=proxy)
+    proxy = None  # this frame runs while the edit does: a traceback's locals must not show the proxy's password
+    with session:
         return session.edit_contact(contact)
 
 
@@ -1858,6 +1881,7 @@ class _Scheduler(Generic[Tag]):
         self._ordered = ordered
         self._threaded = threaded or workers > 1  # one worker runs in the caller's thread unless told otherwise
         self.stop = threading.Event()
+        self.reading = False  # True while it waits for the next item of the input
         self.unreported: List[Tuple[Tag, Item, Result]] = []
         self._work: queue.SimpleQueue[Optional[_Entry[Tag]]] = queue.SimpleQueue()
         self._finished: queue.SimpleQueue[_Entry[Tag]] = queue.SimpleQueue()
@@ -1883,9 +1907,9 @@ class _Scheduler(Generic[Tag]):
             while True:
                 self._read(source)
                 self._dispatch()
-                handed = self._hand_out()
-                if handed:
-                    yield from handed
+                entry = self._next_out()
+                if entry is not None:
+                    yield entry.tag, entry.contact, entry.result  # type: ignore[misc]  # set: it was handed out
                 elif not self._held or (self.stop.is_set() and not self._in_flight):
                     if self._unreadable is not None and not self.stop.is_set():
                         raise self._unreadable
@@ -1907,12 +1931,14 @@ class _Scheduler(Generic[Tag]):
         """Read up to the window; a contact that cannot be sent at all gets its result at once."""
         while not self._exhausted and not self.stop.is_set() and len(self._held) < _WINDOW_PER_WORKER * self._workers:
             try:
+                self.reading = True
                 tag, contact = next(source)
+                self.reading = False
             except StopIteration:
-                self._exhausted = True
+                self.reading, self._exhausted = False, True
                 return
             except Exception as exc:
-                self._exhausted, self._unreadable = True, exc
+                self.reading, self._exhausted, self._unreadable = False, True, exc
                 return
             entry = _Entry(tag, contact)
             self._held.append(entry)
@@ -1970,20 +1996,17 @@ class _Scheduler(Generic[Tag]):
         self._ready.append(entry)
         self._dispatch()
 
-    def _hand_out(self) -> List[Tuple[Tag, Item, Result]]:
-        """Take the results that can be handed out now out of ``held``."""
-        handed: List[Tuple[Tag, Item, Result]] = []
+    def _next_out(self) -> Optional[_Entry[Tag]]:
+        """The next result that can be handed out now, taken out of ``held``; one at a time, so that one the
+        caller never took stays in ``held`` (and so in ``unreported``) when it leaves early."""
         if self._ordered:
             self._ready.clear()
-            while self._held and self._held[0].result is not None:
-                entry = self._held.popleft()
-                handed.append((entry.tag, entry.contact, entry.result))  # type: ignore[arg-type]
-        else:
-            while self._ready:
-                entry = self._ready.popleft()
-                self._held.remove(entry)
-                handed.append((entry.tag, entry.contact, entry.result))  # type: ignore[arg-type]
-        return handed
+            return self._held.popleft() if self._held and self._held[0].result is not None else None
+        if not self._ready:
+            return None
+        entry = self._ready.popleft()
+        self._held.remove(entry)
+        return entry
 
     def _shut_down(self) -> None:
         """No more sending; wait for the edits in flight; keep every result not handed out."""
@@ -2074,7 +2097,7 @@ def _add_contact_options(parser: argparse.ArgumentParser) -> None:
 
 # Options that describe the one contact of a single edit: refused with --input, which reads contacts from a file.
 _SINGLE_ONLY = ("id", *(field.name for field in _TEXT_FIELDS), "fields", "groups", "clear_fields", "clear_groups",
-                "json", "dry_run")  # dry_run: until --input learns it
+                "json")
 
 
 def _add_connection_options(parser: argparse.ArgumentParser) -> None:
@@ -2266,270 +2289,1154 @@ def _report(message: str, exit_code: int) -> int:
     return exit_code
 
 # ---------------------------------------------------------------------------
-# 12. Command line for files: readers, report, resume, progress
+# 12. Command line for files: readers, report, resume, failures, progress
 # ---------------------------------------------------------------------------
+#
+# A run reads records one at a time (CSV, a sheet's rows, JSON Lines), decides which to send (--resume), hands
+# them to the scheduler, and writes a report line per record as it ends, and a failures file (--failed).
+# Everything that can stop the run (options, the header, an encoding, a hostile workbook) is checked before
+# the first edit is sent.
 
+_GROUP_SEPARATORS = re.compile(r"[\s,]+")
+_PROGRESS_EVERY = 0.25  # seconds between redraws of the progress line
+_ERROR_COLUMN = "error"  # the failures file's last column (JSON Lines: key); ignored on input, so it runs as is
 # Custom fields are columns of their own in CSV (field:ID) and an object of id to value in JSON Lines.
 _CSV_COLUMNS = ("id", *(field.name for field in _FIELDS if field.kind != "custom_fields"))
 _JSONL_KEYS = ("id", *(field.name for field in _FIELDS))
-_GROUP_SEPARATORS = re.compile(r"[\s,]+")
-_PROGRESS_EVERY = 0.25  # seconds between redraws of the progress line
+_FORMATS = {".csv": "csv", ".txt": "csv", ".tsv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".xlsx": "xlsx",
+            ".xlsm": "xlsx"}
+_SIGNAL_EXITS = {"SIGINT": _EXIT_INTERRUPTED, "SIGTERM": _EXIT_TERMINATED}
 
 
 class _InputError(Exception):
     """The input cannot be read at all, or the options are wrong: exit 2, before or instead of sending."""
 
 
-def _run_bulk(args: argparse.Namespace) -> int:
-    """``--input``: edit every record; one report line each; exit 0, 1, 2 or 130 as the README says."""
+class _Record(NamedTuple):
+    """One record of the input."""
+
+    line: int  # the line it starts on; a sheet's row number
+    item: Item  # the contact, or the error that refused it before anything was sent
+    raw: Any  # as it stood: the CSV row's cells (List[str]) or the JSON Lines text (str), for --failed
+
+
+class _Layout(NamedTuple):
+    """How the input was written, so that a failures file can be written the same way."""
+
+    format: str  # "csv", "jsonl" or "xlsx"
+    encoding: str  # the codec it was read with; a failures file is written in it
+    delimiter: str
+    line_end: str
+    header: List[str]  # CSV and sheets: the header row as written
+
+
+# -- reading spreadsheets: encodings ------------------------------------------------
+
+_CHUNK = 1 << 16  # bytes read at a time: memory stays flat whatever the file's size
+_CP1254_ADVICE = ('Excel\'s "CSV" in Turkey is Windows-1254: run again with --encoding cp1254, '
+                  'or save the sheet as "CSV UTF-8"')
+_OTHER_ENCODING_ADVICE = ('check --encoding: Excel\'s "CSV" in Turkey is cp1254, "CSV UTF-8" is utf-8, '
+                          '"Unicode Text" is utf-16')
+# A BOM is the file saying what it is: (bytes, codec that reads it and drops the BOM, --encoding names that agree).
+# UTF-32 LE comes before UTF-16 LE because its BOM starts with the UTF-16 LE one.
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32", ("utf-32", "utf-32-le")),
+    (codecs.BOM_UTF32_BE, "utf-32", ("utf-32", "utf-32-be")),
+    (codecs.BOM_UTF8, "utf-8-sig", ("utf-8", "utf-8-sig")),
+    (codecs.BOM_UTF16_LE, "utf-16", ("utf-16", "utf-16-le")),
+    (codecs.BOM_UTF16_BE, "utf-16", ("utf-16", "utf-16-be")),
+)
+
+
+def _input_encoding(head: bytes, given: Optional[str]) -> str:
+    """The codec to read a CSV with, from its first (at least 4) bytes and ``--encoding`` (None: not given).
+
+    A BOM decides when no --encoding is given. An --encoding that contradicts a BOM is refused rather than
+    obeyed or overruled: the two disagree, and either guess could send mojibake names to the API.
+    """
+    name = None if given is None else _codec_name(given)
+    for bom, reader, agreeing in _BOMS:
+        if head.startswith(bom):
+            if name is not None and name not in agreeing:
+                raise _InputError(f"--encoding {given}: the file starts with a {reader.upper()} byte order mark "
+                                  f"(BOM), so it is not {given}; leave --encoding out, or give --encoding {reader}")
+            return reader
+    if name is None or name == "utf-8":
+        return "utf-8-sig"  # reads a file with or without the BOM "CSV UTF-8" writes
+    return name
+
+
+def _codec_name(given: str) -> str:
     try:
-        plan = _BulkPlan(args)
-    except (_InputError, ValidationError) as exc:
-        return _report(str(exc), _EXIT_USAGE)
-    with plan, _logging_to_stderr(args.verbose):
-        return plan.run()
+        name = codecs.lookup(given).name
+        decoded = codecs.getincrementaldecoder(name)("strict").decode(b"", True)
+    except LookupError:
+        raise _InputError(f"--encoding {given[:40]!r} is not an encoding Python knows; Excel's \"CSV\" in "
+                          f"Turkey is cp1254, \"CSV UTF-8\" is utf-8, \"Unicode Text\" is utf-16") from None
+    if not isinstance(decoded, str):  # base64, zlib, hex...: codecs from bytes to bytes
+        raise _InputError(f"--encoding {given[:40]!r} is not a text encoding; Excel's \"CSV\" in Turkey is cp1254")
+    return name
 
 
-class _BulkPlan:
-    """Everything ``--input`` needs, checked before the first edit is sent."""
+class _LineEnds:
+    """Counts line ends as csv and ``open(newline="")`` see them: \\n, \\r\\n and a lone \\r, across pieces."""
 
-    def __init__(self, args: argparse.Namespace) -> None:
-        used = [name for name in _SINGLE_ONLY if getattr(args, name) not in _UNSET]
-        if used:
-            raise _InputError(f"--{used[0].replace('_', '-')} does not go with --input (see --help)")
-        from_stdin = args.input == "-"
-        self.format = args.format or _format_of(args.input)
-        if not self.format:
-            raise _InputError("--format csv or --format jsonl is needed" + (
-                " with --input -" if from_stdin else f": {args.input!r} ends in neither .csv nor .jsonl/.ndjson"))
-        _check_settings(args.url, args.timeout, args.retries, None, args.proxy)
-        self.credentials = Credentials.from_env()
-        self.args = args
-        self.report_path: Optional[str] = args.report or (None if from_stdin else args.input + ".report.jsonl")
-        if self.report_path is None and sys.stderr is None:
-            raise _InputError("--report FILE is needed: the report would go to stderr, which is closed")
-        self.done: Set[int] = set()
-        if args.resume:
-            if self.report_path is None:
-                raise _InputError("--resume needs --report FILE when the input is stdin")
-            self.done = _lines_done(self.report_path)
-        elif self.report_path is not None and os.path.exists(self.report_path):
-            raise _InputError(f"report {self.report_path} exists: --resume to continue it, or remove it")
-        self.total: Optional[int] = None
-        self.show_progress = args.progress if args.progress is not None else _is_terminal(sys.stderr)
-        if self.show_progress and not from_stdin and _is_regular_file(args.input):  # a pipe can be read once
-            with _open_input(args.input) as counting:
-                self.total = sum(1 for _ in _records(counting, self.format))
-        self.input = _open_input(args.input)
-        try:
-            self.records = _records(self.input, self.format)  # a CSV header is read and checked here
-            self.report_file = sys.stderr if self.report_path is None else _open_report(self.report_path)
-        except BaseException:
-            self.input.close()
-            raise
+    def __init__(self) -> None:
+        self.count = 0
+        self.after_cr = False  # the last piece ended with \r: a \n starting the next one is the same line end
 
-    def __enter__(self) -> _BulkPlan:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self.report_file is not sys.stderr:
-            self.report_file.close()
-        if self.input is not sys.stdin:
-            self.input.close()
-
-    def run(self) -> int:
-        args = self.args
-        tally = _Tally(self.total, len(self.done), self.show_progress)
-        pending = ((line, record) for line, record in self.records if line not in self.done)
-        with Session(self.credentials, url=args.url, timeout=args.timeout, retries=args.retries,
-                     proxy=args.proxy) as session:
-            # On threads even for one worker: a Ctrl-C then stops the main thread, not an edit half sent.
-            bulk: _Scheduler[int] = _Scheduler(session.edit_contact, args.workers or DEFAULT_WORKERS,
-                                               ordered=False, threaded=True)
-            results = bulk.run(pending)
-            try:
-                for line, record, result in results:
-                    self._write(line, record, result, tally)
-            except KeyboardInterrupt:
-                results.close()  # if it came while a line was written: the edits in flight end, then are reported
-                self._write_all(bulk.unreported, tally)
-                tally.finish()
-                return _report("interrupted; the report holds every edit that ended", _EXIT_INTERRUPTED)
-            except (OSError, _InputError) as exc:
-                results.close()
-                self._write_all(bulk.unreported, tally)
-                tally.finish()
-                return _report(f"cannot read the input any further: {exc}", _EXIT_USAGE)
-        tally.finish()
-        return _EXIT_OK if not tally.failed else _EXIT_API
-
-    def _write_all(self, results: List[Tuple[int, Item, Result]], tally: _Tally) -> None:
-        for line, record, result in sorted(results, key=lambda found: found[0]):
-            self._write(line, record, result, tally)
-
-    def _write(self, line: int, record: Item, result: Result, tally: _Tally) -> None:
-        import json
-
-        entry: Dict[str, Any] = {"line": line, "id": _record_id(record), "ok": isinstance(result, Response)}
-        if isinstance(result, IletiMerkeziError):
-            entry.update(error=type(result).__name__, code=getattr(result, "code", None),
-                         message=" ".join(str(result).split()))
-        if self.report_file is sys.stderr:
-            tally.clear()  # the report line takes the progress line's place; the next redraw brings it back
-        # Each line is flushed as its edit ends: an interrupted run keeps the record of every confirmed edit.
-        self.report_file.write(json.dumps(entry, ensure_ascii=False) + "\n")
-        self.report_file.flush()
-        tally.add(result)
-
-
-def _format_of(path: str) -> str:
-    lowered = path.lower()
-    if lowered.endswith(".csv"):
-        return "csv"
-    return "jsonl" if lowered.endswith((".jsonl", ".ndjson")) else ""
-
-
-def _open_input(path: str) -> Any:
-    """The input as text: UTF-8, a BOM skipped, line ends kept for the CSV reader."""
-    if path == "-":
-        return io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig", newline="")
-    try:
-        return open(path, encoding="utf-8-sig", newline="")  # closed by _BulkPlan
-    except OSError as exc:
-        raise _InputError(f"cannot read {path}: {exc.strerror or exc}") from None
-
-
-def _open_report(path: str) -> Any:
-    try:
-        cut = False
-        with open(path, "ab+") as raw:  # its last byte, as bytes: a cut line may end inside a character
-            if raw.seek(0, os.SEEK_END):
-                raw.seek(-1, os.SEEK_END)
-                cut = raw.read(1) != b"\n"
-        report = open(path, "a", encoding="utf-8")  # noqa: SIM115  # closed by _BulkPlan
-    except OSError as exc:
-        raise _InputError(f"cannot write the report {path}: {exc.strerror or exc}") from None
-    if cut:  # a line cut short by a kill: the next one starts on a line of its own
-        report.write("\n")
-    return report
-
-
-def _lines_done(path: str) -> Set[int]:
-    """The input lines that an earlier run's report has as ``ok``; lines that do not parse are passed over."""
-    import json
-
-    done: Set[int] = set()
-    try:
-        with open(path, encoding="utf-8", errors="replace") as report:
-            for text in report:
-                with contextlib.suppress(ValueError):
-                    entry = json.loads(text)
-                    if isinstance(entry, dict) and entry.get("ok") is True and isinstance(entry.get("line"), int):
-                        done.add(entry["line"])
-    except FileNotFoundError:
-        pass
-    except OSError as exc:
-        raise _InputError(f"cannot read the report {path}: {exc.strerror or exc}") from None
-    return done
-
-
-Record = Tuple[int, Item]  # the line a record starts on, and what it says
-
-
-def _records(stream: Any, format: str) -> Iterator[Record]:
-    """Each record of ``stream``; a CSV header is read and checked before this returns."""
-    if format != "csv":
-        return _jsonl_records(stream)
-    import csv
-    import itertools
-
-    try:
-        header_line = stream.readline()
-    except UnicodeDecodeError as exc:
-        raise _InputError(f"the input is not UTF-8: {exc}") from None
-    counts = {delimiter: header_line.count(delimiter) for delimiter in (",", ";", "\t")}
-    delimiter = max(counts, key=counts.__getitem__) if any(counts.values()) else ","  # Excel in Turkish: ";"
-    reader = csv.reader(itertools.chain([header_line], stream), delimiter=delimiter)
-    return _csv_records(reader, _csv_columns(next(reader, [])))
-
-
-def _csv_records(reader: Any, columns: List[str]) -> Iterator[Record]:
-    import csv
-
-    read_to = reader.line_num
-    while True:
-        try:
-            row = next(reader)
-        except StopIteration:
+    def feed(self, text: str) -> None:
+        if not text:
             return
+        ends = text.count("\n") + text.count("\r") - text.count("\r\n")
+        if self.after_cr and text[0] == "\n":
+            ends -= 1
+        self.count += ends
+        self.after_cr = text[-1] == "\r"
+
+
+def _bad_byte_error(where: str, line: int, bad: bytes, encoding: str, is_default: bool) -> _InputError:
+    shown = " ".join(f"0x{byte:02X}" for byte in bad[:4]) or "the end of the file"
+    label = "UTF-8" if encoding == "utf-8-sig" else encoding
+    advice = _CP1254_ADVICE if is_default and encoding == "utf-8-sig" else _OTHER_ENCODING_ADVICE
+    return _InputError(f"{where} line {line} is not valid {label} (at {shown}); {advice}")
+
+
+def _text_before_bad_byte(encoding: str, state: Tuple[bytes, int], chunk: bytes) -> Tuple[str, bytes]:
+    """Decode ``chunk`` again a byte at a time from ``state``: the text before its first bad byte, and that byte.
+
+    Only on the error path, where 64 KiB of one-byte calls cost milliseconds; a decoder's own error
+    positions are relative to bytes it buffered, which differ from codec to codec.
+    """
+    decoder = codecs.getincrementaldecoder(encoding)("strict")
+    decoder.setstate(state)
+    pieces: List[str] = []
+    for index in range(len(chunk)):
+        try:
+            pieces.append(decoder.decode(chunk[index:index + 1]))
         except UnicodeDecodeError as exc:
-            raise _InputError(f"the input is not UTF-8 (line {read_to + 1} or soon after): {exc}") from None
-        except csv.Error as exc:  # a NUL byte before 3.11, a cell over csv's size limit: that line alone
-            line, read_to = read_to + 1, reader.line_num
-            yield line, ValidationError(f"line {line} cannot be read as CSV: {exc}")
-            continue
-        line, read_to = read_to + 1, reader.line_num
-        if all(not cell.strip() for cell in row):
-            continue  # a blank line, or one of empty cells
-        if len(row) > len(columns):
-            yield line, ValidationError(f"line {line} has {len(row)} cells; the header names {len(columns)}")
-            continue
-        yield line, _csv_contact(dict(zip(columns, row)))
+            return "".join(pieces), exc.object[exc.start:exc.end]
+    return "".join(pieces), b""
 
 
-def _csv_columns(header: List[str]) -> List[str]:
-    columns = [name.strip().lower() for name in header]
-    columns = [f"field:{int(name[6:].strip())}" if name.startswith("field:") and _ASCII_DIGITS.fullmatch(
-        name[6:].strip()) else name for name in columns]  # field:01 is field:1
-    for name in columns:
-        known = name in _CSV_COLUMNS or (name.startswith("field:") and _ASCII_DIGITS.fullmatch(name[6:].strip()))
-        if not known:
-            raise _InputError(f"unknown column {name[:40]!r} in the CSV header; known: "
-                              f"{', '.join(_CSV_COLUMNS)} and field:ID")
+def _decoded_pieces(read: Callable[[int], bytes], encoding: str, is_default: bool, where: str,
+                    lines: _LineEnds) -> Iterator[str]:
+    """The text of a byte stream, decoded as it arrives; ``lines`` counts the line ends of what was yielded."""
+    decoder = codecs.getincrementaldecoder(encoding)("strict")
+    while True:
+        chunk = read(_CHUNK)
+        state = decoder.getstate()
+        try:
+            text = decoder.decode(chunk, not chunk)
+        except UnicodeDecodeError as exc:
+            before, bad = _text_before_bad_byte(encoding, state, chunk) if chunk else ("", exc.object[exc.start:])
+            lines.feed(before)
+            raise _bad_byte_error(where, lines.count + 1, bad, encoding, is_default) from None
+        lines.feed(text)
+        if text:
+            yield text
+        if not chunk:
+            return
+
+
+def _check_decodable(path: str, encoding: str, is_default: bool) -> None:
+    """Read the whole file through ``encoding`` in 64 KiB chunks; the first bad byte raises naming its line.
+
+    ``is_default``: the encoding was not chosen with --encoding, so a UTF-8 failure suggests cp1254.
+    """
+    lines = _LineEnds()
+    try:
+        with open(path, "rb") as binary:
+            for _ in _decoded_pieces(binary.read, encoding, is_default, path, lines):
+                pass
+    except OSError as exc:
+        raise _InputError(f"{path} cannot be read: {exc.strerror or exc}") from None
+
+
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)")
+
+
+def _decoded_lines(binary: BinaryIO, encoding: str, is_default: bool, where: str) -> Iterator[str]:
+    """Lines of a byte stream (standard input) decoded as they arrive, line ends kept as ``open(newline="")``.
+
+    A bad byte raises ``_InputError`` naming its line; lines before it have been yielded already.
+    """
+    read: Callable[[int], bytes] = getattr(binary, "read1", binary.read)  # read1: a line is not held for 64 KiB
+    waiting: List[str] = []  # text after the last line end; joined only when a line end arrives (no quadratic)
+    for text in _decoded_pieces(read, encoding, is_default, where, _LineEnds()):
+        if "\n" not in text and "\r" not in text:
+            waiting.append(text)
+            continue
+        text = "".join(waiting) + text
+        position = 0
+        for match in _LINE.finditer(text):
+            if match.end() == len(text) and text.endswith("\r"):
+                break  # a \n may follow in the next piece
+            yield match.group()
+            position = match.end()
+        waiting = [text[position:]] if position < len(text) else []
+    rest = "".join(waiting)
+    if rest:
+        yield rest
+
+
+# -- headers ---------------------------------------------------------------------
+
+_TURKISH_I = str.maketrans({"İ": "i", "I": "i", "ı": "i"})  # before casefold, which makes İ into i + U+0307
+_FIELD_COLUMN = re.compile(r"field\s*:\s*([0-9]+)")
+_TURKISH_HEADERS = (  # as a Turkish sheet writes them; matched folded
+    ("name", ("Ad", "Adı", "İsim")),
+    ("surname", ("Soyad", "Soyadı")),
+    ("email", ("E-posta", "Eposta", "E-mail")),
+    ("gsm", ("Telefon", "Cep", "Cep Telefonu", "Cep No", "GSM")),
+    ("groups", ("Grup", "Gruplar")),
+)
+
+
+def _fold_header(name: str) -> str:
+    """``name`` as headers are compared: NFC, Turkish I's folded, case-folded, blanks trimmed and collapsed."""
+    text = unicodedata.normalize("NFC", name).replace("\ufeff", "").translate(_TURKISH_I)  # NFC: I + U+0307 is İ
+    return " ".join(text.casefold().split())
+
+
+def _canonical_field(folded: str, known: Sequence[str]) -> Optional[str]:
+    """The field a folded name is, ``field:01`` as ``field:1``; None when it is none of them."""
+    if folded in known:
+        return folded
+    match = _FIELD_COLUMN.fullmatch(folded)
+    return f"field:{int(match.group(1))}" if match else None
+
+
+def _fields_help(known: Sequence[str]) -> str:
+    return f"{', '.join(known)} or field:N (N: the custom field's id)"
+
+
+def _column_option(text: str, known: Sequence[str]) -> Tuple[str, str]:
+    """One ``--column 'HEADER=FIELD'``: (HEADER as written, stripped; the field, canonical).
+
+    Split at the last "=", since no field name has one and a header may.
+    """
+    header, equals, field = text.rpartition("=")
+    canonical = _canonical_field(_fold_header(field), known)
+    if not equals or not header.strip():
+        raise _InputError(f"--column {shlex.quote(text[:60])}: give it as --column 'HEADER=FIELD', "
+                          f"e.g. --column 'Cep Telefonu=gsm'")
+    if canonical is None:
+        raise _InputError(f"--column {shlex.quote(text[:60])}: {field.strip()[:40]!r} is not a field; "
+                          f"FIELD is one of {_fields_help(known)}")
+    return header.strip(), canonical
+
+
+def _column_options(texts: Sequence[str], known: Sequence[str]) -> Dict[str, str]:
+    """Every ``--column``, keyed by HEADER as written; one header mapped twice is refused."""
+    mapped: Dict[str, str] = {}
+    folded: Dict[str, str] = {}
+    for text in texts:
+        header, field = _column_option(text, known)
+        earlier = folded.setdefault(_fold_header(header), header)
+        if earlier in mapped and mapped[earlier] != field:
+            raise _InputError(f"--column: header {header[:40]!r} is mapped twice, to {mapped[earlier]} and "
+                              f"{field}; keep one --column for it")
+        mapped[earlier] = field
+    return mapped
+
+
+def _header_meanings(known: Sequence[str], mapped: Mapping[str, str],
+                     skipped: Collection[str]) -> Dict[str, Optional[str]]:
+    """Folded header -> the field it fills, None to ignore: options first, then field names, then Turkish names."""
+    meanings: Dict[str, Optional[str]] = {}
+    for field, names in _TURKISH_HEADERS:
+        if field in known:
+            meanings.update((_fold_header(name), field) for name in names)
+    meanings.update((name, name) for name in known)
+    meanings.update((_fold_header(header), field) for header, field in mapped.items())
+    meanings.update((_fold_header(header), None) for header in skipped)
+    return meanings
+
+
+def _unknown_columns_error(where: str, unknown: List[Tuple[int, str]], known: Sequence[str]) -> _InputError:
+    column, written = unknown[0]
+    header = written.strip()[:40]
+    others = f" (and {len(unknown) - 1} more unknown)" if len(unknown) > 1 else ""
+    turkish = "; ".join(f"{'/'.join(names)} → {field}" for field, names in _TURKISH_HEADERS)
+    return _InputError(
+        f"{where}: unknown column {header!r} (column {column}){others}; a misspelt column must not leave values "
+        f"unchanged in silence, so the run stops. Map it with --column {shlex.quote(header + '=FIELD')} "
+        f"(FIELD: {_fields_help(known)}) or ignore it with --skip-column {shlex.quote(header)}. "
+        f"Turkish headers understood: {turkish}")
+
+
+def _check_options_match(header: List[str], mapped: Mapping[str, str], skipped: Collection[str],
+                         where: str) -> None:
+    present = {_fold_header(cell) for cell in header}
+    for option, names in (("--column", list(mapped)), ("--skip-column", list(skipped))):
+        for name in names:
+            if _fold_header(name) not in present:
+                listed = ", ".join(repr(cell.strip()[:40]) for cell in header if cell.strip())
+                raise _InputError(f"{option} names {name[:40]!r}, which is not a column of {where}; "
+                                  f"its columns are {listed}")
+    both = {_fold_header(name) for name in mapped} & {_fold_header(name) for name in skipped}
+    if both:
+        raise _InputError(f"{sorted(both)[0]!r} is given both to --column and to --skip-column; keep one")
+
+
+def _csv_columns(header: List[str], known: Sequence[str], mapped: Mapping[str, str], skipped: Collection[str],
+                 where: str = "the header") -> List[Optional[str]]:
+    """Per header cell, the field it fills, or None for a column ignored (--skip-column, or an empty header cell).
+
+    ``known``: the plain field names (field:N is always understood); ``mapped``: HEADER -> field from
+    ``_column_options``; ``skipped``: --skip-column headers. ``where`` begins every message, e.g. "a.csv line 1".
+    """
+    _check_options_match(header, mapped, skipped, where)
+    meanings = _header_meanings(known, mapped, skipped)
+    columns: List[Optional[str]] = []
+    unknown: List[Tuple[int, str]] = []
+    for number, written in enumerate(header, 1):
+        folded = _fold_header(written)
+        field = meanings[folded] if folded in meanings else _canonical_field(folded, known)
+        if folded and folded not in meanings and field is None:
+            unknown.append((number, written))
+        columns.append(field)
+    if unknown:
+        raise _unknown_columns_error(where, unknown, known)
     if "id" not in columns:
-        raise _InputError("the CSV header has no id column")
-    repeated = sorted({name for name in columns if columns.count(name) > 1})
-    if repeated:
-        raise _InputError(f"column {repeated[0]!r} is named twice in the CSV header")
+        raise _InputError(f"{where} has no id column (the contact's id); name one id, or map one with "
+                          f"--column 'HEADER=id'")
+    filled: Dict[str, int] = {}
+    for field in columns:
+        if field is not None:
+            filled[field] = filled.get(field, 0) + 1
+    for field, count in filled.items():
+        if count > 1:
+            twice = [header[index].strip()[:40] for index, name in enumerate(columns) if name == field]
+            raise _InputError(f"{where}: columns {', '.join(map(repr, twice))} all fill {field}; ignore all but "
+                              f"one with --skip-column, or map one elsewhere with --column")
     return columns
 
 
-def _csv_contact(cells: Dict[str, str]) -> Item:
-    # A missing column or an empty cell leaves the value as it is; values go as written, ids trimmed.
-    texts = {field.name: cells.get(field.name) or None for field in _TEXT_FIELDS}
-    groups: List[Any] = [group for group in _GROUP_SEPARATORS.split(cells.get("groups") or "") if group]
-    fields: List[Any] = [CustomField(name[6:].strip(), value) for name, value in cells.items()  # type: ignore[arg-type]
-                         if name.startswith("field:") and value]
-    checked_when_built: Any = (cells.get("id") or "").strip()  # digits in a string, as Contact takes them
-    return Contact(checked_when_built, custom_fields=fields or None, groups=groups or None, **texts)
+def _value_under_blank_header(header: List[str], row: Sequence[str]) -> Optional[int]:
+    """The 1-based column of the first value under an empty header cell (a bad record), or None."""
+    for number, (name, cell) in enumerate(zip(header, row), 1):
+        if not _fold_header(name) and _clean_cell(cell):
+            return number
+    return None
 
 
-def _jsonl_records(stream: Any) -> Iterator[Record]:
-    import json
+# -- cells -------------------------------------------------------------------------
 
-    line = 0
+_SCIENTIFIC = re.compile(r"[+-]?[0-9]+(?:[.,][0-9]+)?[eE][+-]?[0-9]+")
+
+
+def _clean_cell(text: str) -> str:
+    """``text`` without blanks around it; str.strip() already removes U+00A0 and U+202F (3.7 to 3.13)."""
+    return text.strip()
+
+
+def _is_scientific_number(text: str) -> bool:
+    """True for what a spreadsheet made of a long number (``9,05057E+11``): its digits are gone for good."""
+    return _SCIENTIFIC.fullmatch(_clean_cell(text)) is not None
+
+
+# -- .xlsx -------------------------------------------------------------------------
+
+_XLSX_MAX_MEMBER = 1 << 30  # bytes one part may unpack to; also what shared strings may take in memory
+_XLSX_MAX_RATIO = 100  # unpacked bytes per packed byte, counted as unpacked...
+_XLSX_RATIO_FLOOR = 1 << 20  # ...once past this, so a tiny, very compressible part passes
+_XLSX_MAX_TOKEN = 16 << 20  # bytes expat may hold for one unfinished tag or comment
+_XLSX_MAX_DEPTH = 64  # elements nested; a sheet nests 7
+_XLSX_MAX_ROWS = 1 << 20  # Excel's own limits: 1,048,576 rows, 16,384 columns (XFD)
+_XLSX_MAX_COLUMNS = 1 << 14
+_XLSX_MAX_ROW_CHARS = 16 << 20  # characters of new text one row may carry
+_XLSX_MAX_ENTRIES = 100_000  # parts a zip may list; a workbook has some dozens, one with images some thousands
+_XLSX_MAX_DIRECTORY = 16 << 20  # bytes of the zip's list of parts
+_XLSX_MAX_STYLES = 1 << 20  # number formats and cell formats; Excel allows 64,000
+_SAVE_ADVICE = ('open it and save it as an Excel Workbook (.xlsx) or as "CSV UTF-8" (LibreOffice: '
+                '"Excel 2007-365" or "Text CSV" with character set UTF-8)')
+_FOREIGN_SHEETS = {".xls": "an Excel 97-2003 workbook", ".xlsb": "an Excel binary workbook",
+                   ".ods": "an OpenDocument spreadsheet", ".numbers": "a Numbers document"}
+_OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # .xls, and any password-protected .xlsx
+_CELL_REFERENCE = re.compile(r"([A-Za-z]{1,3})([0-9]{1,7})")
+_OOXML_ESCAPE = re.compile(r"_x([0-9A-Fa-f]{4})_")  # _x000D_ is a CR; _x005F_ escapes "_"
+_FORMAT_TIME_BRACKETS = re.compile(r"\[(h+|m+|s+)\]", re.IGNORECASE)  # [h]:mm elapsed time keeps its letters
+_FORMAT_LITERALS = re.compile(r'"[^"]*"|\\.|_.|\*.|\[[^\]]*\]|am/pm|a/p', re.IGNORECASE)
+
+
+class _CellError:
+    """A cell with no value to send, e.g. Excel's ``#N/A``: its row is a bad record."""
+
+    __slots__ = ("reference", "text")
+
+    def __init__(self, reference: str, text: str) -> None:
+        self.reference = reference  # e.g. "C7"
+        self.text = text  # Excel's error text (#N/A, #DIV/0!), or what is wrong instead of a value
+
+    def __repr__(self) -> str:
+        return f"_CellError({self.reference!r}, {self.text!r})"
+
+    def __str__(self) -> str:
+        return f"cell {self.reference} holds {self.text}"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _CellError) and (self.reference, self.text) == (other.reference, other.text)
+
+    def __hash__(self) -> int:
+        return hash((self.reference, self.text))
+
+
+class _DateShape(NamedTuple):
+    """What a date or time number format shows, in the DD/MM/YYYY HH:MM:SS the provider's examples use."""
+
+    date: bool
+    time: bool
+    seconds: bool
+
+
+_BUILTIN_DATES = {
+    14: _DateShape(True, False, False), 15: _DateShape(True, False, False), 16: _DateShape(True, False, False),
+    17: _DateShape(True, False, False), 18: _DateShape(False, True, False), 19: _DateShape(False, True, True),
+    20: _DateShape(False, True, False), 21: _DateShape(False, True, True), 22: _DateShape(True, True, False),
+    45: _DateShape(False, True, True), 46: _DateShape(False, True, True), 47: _DateShape(False, True, True),
+}
+
+
+def _size_text(size: int) -> str:
+    return f"{size >> 30} GiB" if size >= 1 << 30 else f"{size >> 20} MiB"
+
+
+def _refuse_foreign_sheet(path: str) -> None:
+    """Refuse .xls, .xlsb, .ods and .numbers by name, with how to save the file in a form that is read."""
+    suffix = posixpath.splitext(path.replace("\\", "/"))[1].lower()
+    if suffix in _FOREIGN_SHEETS:
+        raise _InputError(f"{path} is {_FOREIGN_SHEETS[suffix]}, which is not read; {_SAVE_ADVICE}")
+
+
+def _date_shape(code: str) -> Optional[_DateShape]:
+    """What a custom number format code shows: letters inside quotes, brackets and escapes do not count."""
+    letters = _FORMAT_LITERALS.sub("", _FORMAT_TIME_BRACKETS.sub(r"\1", code)).lower()
+    hours, seconds = "h" in letters, "s" in letters
+    date = "d" in letters or "y" in letters or ("m" in letters and not hours and not seconds)
+    if not date and not hours and not seconds:
+        return None
+    return _DateShape(date, hours or seconds, seconds)
+
+
+def _serial_date(days: int, date1904: bool) -> str:
+    if date1904:
+        day = datetime.date(1904, 1, 1) + datetime.timedelta(days)
+    elif days >= 61:
+        day = datetime.date(1899, 12, 30) + datetime.timedelta(days)
+    elif days in (0, 60):  # Excel shows a day 0 and a 29 February 1900 (Lotus 1-2-3's leap year)
+        return "00/01/1900" if days == 0 else "29/02/1900"
+    else:
+        day = datetime.date(1899, 12, 31) + datetime.timedelta(days)
+    return f"{day.day:02}/{day.month:02}/{day.year:04}"
+
+
+def _serial_text(value: float, shape: _DateShape, date1904: bool) -> Optional[str]:
+    """A date serial as DD/MM/YYYY [HH:MM[:SS]] per ``shape``; None where Excel would show #### instead."""
+    if not 0 <= value < 2958466:
+        return None
+    days = math.floor(value)
+    seconds = round((value - days) * 86400)
+    if seconds == 86400:
+        days, seconds = days + 1, 0
+    try:
+        date_text = _serial_date(days, date1904) if shape.date else ""
+    except OverflowError:  # past 9999 in the 1904 system
+        return None
+    if not shape.time:
+        return date_text
+    clock = f"{seconds // 3600:02}:{seconds // 60 % 60:02}" + (f":{seconds % 60:02}" if shape.seconds else "")
+    return f"{date_text} {clock}" if date_text else clock
+
+
+def _number_text(text: str, shape: Optional[_DateShape], date1904: bool, reference: str) -> Union[str, _CellError]:
+    """A number cell as Excel shows it: a whole number without ".0", a date per its format, else repr()."""
+    try:
+        value = float(text)
+    except ValueError:
+        return _CellError(reference, f"{text.strip()[:20]!r}, which is not a number")
+    if shape is not None:
+        shown = _serial_text(value, shape, date1904)
+        if shown is not None:
+            return shown
+    if value.is_integer() and abs(value) < 2 ** 53:  # every whole number a float holds exactly
+        return str(int(value))
+    return repr(value)
+
+
+def _iso_date_text(text: str, reference: str) -> Union[str, _CellError]:
+    """A ``t="d"`` cell (ISO 8601, written by some tools) as DD/MM/YYYY, with the time when it has one."""
+    match = re.match(r"\s*([0-9]{4})-([0-9]{2})-([0-9]{2})(?:T([0-9]{2}):([0-9]{2})(?::([0-9]{2}))?)?", text)
+    if match is None:
+        return _CellError(reference, f"{text.strip()[:30]!r}, which is not a date")
+    year, month, day, hour, minute, second = match.groups()
+    shown = f"{day}/{month}/{year}"
+    if hour is not None and (hour, minute, second or "00") != ("00", "00", "00"):
+        shown += f" {hour}:{minute}" + (f":{second}" if second and second != "00" else "")
+    return shown
+
+
+def _unescape(text: str) -> str:
+    """OOXML's ``_xHHHH_`` escapes in strings back to their characters (Excel writes a CR as ``_x000D_``)."""
+    if "_x" not in text:
+        return text
+
+    def character(match: re.Match[str]) -> str:
+        code = int(match.group(1), 16)
+        return match.group() if 0xD800 <= code <= 0xDFFF else chr(code)  # no lone surrogates into a str
+
+    return _OOXML_ESCAPE.sub(character, text)
+
+
+def _column_letters(number: int) -> str:
+    letters = ""
+    while number:
+        number, remainder = divmod(number - 1, 26)
+        letters = chr(65 + remainder) + letters
+    return letters
+
+
+def _column_number(letters: str) -> int:
+    number = 0
+    for letter in letters.upper():
+        number = number * 26 + ord(letter) - 64
+    return number
+
+
+class _CountingFile(io.FileIO):
+    """The workbook file, counting the bytes read from it.
+
+    zipfile reads a member's packed bytes from this file as its decompressor needs them, so the count
+    moving while one member is read is what that member really consumed, whatever its header claims.
+    """
+
+    consumed = 0
+
+    def read(self, size: int = -1) -> bytes:  # FileIO's may return None; ours never
+        data = super().read(size)
+        self.consumed += len(data or b"")
+        return data or b""
+
+
+class _XmlHandler:
+    """What a streaming parse of one part calls; tags and attribute names arrive with any prefix."""
+
+    def start(self, tag: str, attributes: Dict[str, str]) -> None:
+        pass
+
+    def end(self, tag: str) -> None:
+        pass
+
+    def text(self, data: str) -> None:
+        pass
+
+
+def _local(name: str) -> str:
+    return name.rpartition(":")[2]  # "x:row" is "row": the prefix is the writer's choice
+
+
+class _Workbook:
+    """An open .xlsx: its parts, read in bounded chunks and parsed by hardened expat."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        import zipfile  # only the command line reads workbooks: a library user never pays for it
+
+        self.file = _CountingFile(path, "rb")
+        try:
+            self.archive = zipfile.ZipFile(self.file)
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+            self.file.close()
+            raise _InputError(f"{path} is not an .xlsx workbook (it is not a zip archive) or is damaged; "
+                              f"{_SAVE_ADVICE}") from None
+        self.names = {name.lower(): name for name in self.archive.namelist()}
+
+    def close(self) -> None:
+        self.archive.close()
+        self.file.close()
+
+    def has(self, name: str) -> bool:
+        return name.lower() in self.names
+
+    def _refuse(self, name: str, problem: str) -> _InputError:
+        return _InputError(f"{self.path}: the part {name[:80]} {problem}; the workbook is refused and nothing is "
+                           f"sent. If it comes from a spreadsheet you trust, {_SAVE_ADVICE}")
+
+    def chunks(self, name: str) -> Iterator[bytes]:
+        """The unpacked bytes of part ``name``, refused past 1 GiB or 100 to 1, counted as they are unpacked."""
+        try:
+            with self.archive.open(self.names[name.lower()]) as member:
+                packed_at_start, unpacked = self.file.consumed, 0
+                while True:
+                    chunk = member.read(_CHUNK)
+                    if not chunk:
+                        return
+                    unpacked += len(chunk)
+                    packed = self.file.consumed - packed_at_start
+                    if unpacked > _XLSX_MAX_MEMBER:
+                        raise self._refuse(name, f"unpacks to more than {_size_text(_XLSX_MAX_MEMBER)}")
+                    if unpacked > _XLSX_RATIO_FLOOR and unpacked > _XLSX_MAX_RATIO * max(packed, 1):
+                        raise self._refuse(name, f"is packed more than {_XLSX_MAX_RATIO} to 1 (a zip bomb?)")
+                    yield chunk
+        except (sys.modules["zipfile"].BadZipFile, zlib.error, EOFError, OSError, NotImplementedError) as exc:
+            raise self._refuse(name, f"cannot be unpacked ({exc})") from None
+        except RuntimeError as exc:  # zipfile's word for an encrypted member
+            raise self._refuse(name, f"cannot be unpacked ({exc}); save it without a password") from None
+
+    def check_packing(self, name: str) -> None:
+        """Unpack part ``name`` once without parsing: size and ratio are refused at inflate speed (~1 GiB/s)."""
+        for _ in self.chunks(name):
+            pass
+
+    def parse(self, name: str, handler: _XmlHandler) -> Iterator[None]:
+        """Feed part ``name`` to expat chunk by chunk, yielding after each; a DTD or bad XML is refused."""
+        parser = self._parser(name, handler)
+        fed = 0
+        try:
+            for chunk in self.chunks(name):
+                parser.Parse(chunk, False)
+                fed += len(chunk)
+                if fed - parser.CurrentByteIndex > _XLSX_MAX_TOKEN:  # what expat holds of an unfinished token
+                    raise self._refuse(name, f"has a tag, comment or attribute longer than "
+                                             f"{_size_text(_XLSX_MAX_TOKEN)}")
+                yield
+            parser.Parse(b"", True)
+        except expat.ExpatError as exc:
+            raise self._refuse(name, f"is not well-formed XML ({exc})") from None
+        yield
+
+    def _parser(self, name: str, handler: _XmlHandler) -> expat.XMLParserType:
+        depth = 0
+
+        def refuse_dtd(*_: object) -> NoReturn:
+            raise self._refuse(name, "contains a DTD (<!DOCTYPE or <!ENTITY>), which is refused")
+
+        def start(tag: str, attributes: Dict[str, str]) -> None:
+            nonlocal depth
+            depth += 1
+            if depth > _XLSX_MAX_DEPTH:
+                raise self._refuse(name, f"nests elements deeper than {_XLSX_MAX_DEPTH}")
+            handler.start(_local(tag), attributes)
+
+        def end(tag: str) -> None:
+            nonlocal depth
+            depth -= 1
+            handler.end(_local(tag))
+
+        parser = expat.ParserCreate()  # parts are UTF-8 or UTF-16 as declared; expat knows both
+        parser.StartDoctypeDeclHandler = refuse_dtd  # before any internal subset: nothing is declared yet
+        parser.EntityDeclHandler = refuse_dtd
+        parser.UnparsedEntityDeclHandler = refuse_dtd
+        parser.ExternalEntityRefHandler = refuse_dtd
+        parser.StartElementHandler = start
+        parser.EndElementHandler = end
+        parser.CharacterDataHandler = handler.text
+        parser.buffer_text = True
+        return parser
+
+    def read_part(self, name: str, handler: _XmlHandler) -> None:
+        for _ in self.parse(name, handler):
+            pass
+
+
+class _RelationshipsReader(_XmlHandler):
+    """A .rels part: relationship id -> (type, target)."""
+
+    def __init__(self) -> None:
+        self.targets: Dict[str, Tuple[str, str]] = {}
+
+    def start(self, tag: str, attributes: Dict[str, str]) -> None:
+        if tag == "Relationship" and attributes.get("TargetMode") != "External" and len(self.targets) < 65536:
+            self.targets[attributes.get("Id", "")] = (attributes.get("Type", ""), attributes.get("Target", ""))
+
+
+class _WorkbookReader(_XmlHandler):
+    """xl/workbook.xml: the relationship id of the first <sheet>, and whether dates count from 1904."""
+
+    def __init__(self) -> None:
+        self.first_sheet: Optional[str] = None
+        self.date1904 = False
+
+    def start(self, tag: str, attributes: Dict[str, str]) -> None:
+        if tag == "sheet" and self.first_sheet is None:
+            self.first_sheet = next((value for key, value in attributes.items()
+                                     if ":" in key and _local(key) == "id"), "")  # r:id, whatever the prefix
+        elif tag == "workbookPr":
+            self.date1904 = attributes.get("date1904", "").lower() in ("1", "true")
+
+
+class _StylesReader(_XmlHandler):
+    """xl/styles.xml: custom number format codes, and each cell format's number format id."""
+
+    def __init__(self) -> None:
+        self.codes: Dict[int, str] = {}
+        self.cell_formats: List[int] = []
+        self.in_cell_formats = False
+
+    def start(self, tag: str, attributes: Dict[str, str]) -> None:
+        if len(self.codes) + len(self.cell_formats) > _XLSX_MAX_STYLES:
+            raise _InputError(f"the workbook has more than {_XLSX_MAX_STYLES} number or cell formats; "
+                              f"{_SAVE_ADVICE}")
+        if tag == "numFmt":
+            self.codes[_whole(attributes.get("numFmtId"))] = attributes.get("formatCode", "")
+        elif tag == "cellXfs":
+            self.in_cell_formats = True
+        elif tag == "xf" and self.in_cell_formats:
+            self.cell_formats.append(_whole(attributes.get("numFmtId")))
+
+    def end(self, tag: str) -> None:
+        if tag == "cellXfs":
+            self.in_cell_formats = False
+
+    def date_shapes(self) -> List[Optional[_DateShape]]:
+        return [_date_shape(self.codes[number]) if number in self.codes else _BUILTIN_DATES.get(number)
+                for number in self.cell_formats]
+
+
+def _whole(text: Optional[str]) -> int:
+    return int(text) if text and text.isdigit() and len(text) < 10 else 0  # isdigit: ASCII here, from XML
+
+
+class _SharedStringsReader(_XmlHandler):
+    """xl/sharedStrings.xml: every <si> as text, runs joined, phonetic guides (<rPh>) left out."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.strings: List[str] = []
+        self.parts: List[str] = []
+        self.collecting = False
+        self.phonetic = 0
+        self.memory = 0  # bytes the strings take, as sys.getsizeof counts them
+
+    def start(self, tag: str, attributes: Dict[str, str]) -> None:
+        if tag == "t":
+            self.collecting = not self.phonetic
+        elif tag == "rPh":
+            self.phonetic += 1
+        elif tag == "si":
+            self.parts = []
+
+    def end(self, tag: str) -> None:
+        if tag == "t":
+            self.collecting = False
+        elif tag == "rPh":
+            self.phonetic -= 1
+        elif tag == "si":
+            text = _unescape("".join(self.parts))
+            self.parts = []
+            self.memory += sys.getsizeof(text) + 8  # 8: its place in the list
+            self.strings.append(text)
+
+    def text(self, data: str) -> None:
+        if self.collecting:
+            self.parts.append(data)
+            self.memory += len(data)
+            if self.memory > _XLSX_MAX_MEMBER:  # they must all be kept: cells refer to them by index
+                raise _InputError(f"{self.path}: the shared strings would take more than "
+                                  f"{_size_text(_XLSX_MAX_MEMBER)} of memory; the workbook is refused")
+
+
+_SparseRow = Tuple[int, List[Tuple[int, Union[str, _CellError]]]]  # row number; (column, value) of non-empty cells
+
+
+class _SheetReader(_XmlHandler):
+    """A worksheet, streaming: finished rows collect in ``rows`` (sparse) until taken."""
+
+    def __init__(self, path: str, strings: List[str], shapes: List[Optional[_DateShape]], date1904: bool) -> None:
+        self.path, self.strings, self.shapes, self.date1904 = path, strings, shapes, date1904
+        self.rows: List[_SparseRow] = []
+        self.row_number = 0
+        self.cells: List[Tuple[int, Union[str, _CellError]]] = []
+        self.row_chars = 0
+        self.column = 0
+        self.cell_type = ""
+        self.cell_style = 0
+        self.parts: List[str] = []
+        self.collecting = self.in_inline = self.has_value = self.has_formula = False
+        self.phonetic = 0
+
+    def _refuse(self, problem: str) -> _InputError:
+        return _InputError(f"{self.path} row {self.row_number}: {problem}; the workbook is refused and nothing "
+                           f"is sent")
+
+    def start(self, tag: str, attributes: Dict[str, str]) -> None:
+        if tag == "c":
+            self._start_cell(attributes)
+        elif tag == "v":
+            self.collecting, self.has_value = True, True
+        elif tag == "t":
+            self.collecting = self.in_inline and not self.phonetic
+        elif tag == "is":
+            self.in_inline = True
+        elif tag == "rPh":
+            self.phonetic += 1
+        elif tag == "f":
+            self.has_formula = True
+        elif tag == "row":
+            self._start_row(attributes.get("r"))
+
+    def _start_row(self, number: Optional[str]) -> None:
+        self.row_number = _whole(number) if number else self.row_number + 1
+        if not 0 < self.row_number <= _XLSX_MAX_ROWS:
+            raise self._refuse(f"row number {str(number)[:20]!r} is not one of Excel's 1 to {_XLSX_MAX_ROWS}")
+        self.cells, self.row_chars, self.column = [], 0, 0
+
+    def _start_cell(self, attributes: Dict[str, str]) -> None:
+        reference = attributes.get("r")
+        if reference is None:
+            self.column += 1
+        else:
+            match = _CELL_REFERENCE.fullmatch(reference)
+            if match is None:
+                raise self._refuse(f"cell reference {reference[:20]!r} is not a cell of a sheet")
+            self.column = _column_number(match.group(1))
+        if self.column > _XLSX_MAX_COLUMNS or len(self.cells) >= _XLSX_MAX_COLUMNS:
+            raise self._refuse(f"a cell lies past column XFD, Excel's last ({_XLSX_MAX_COLUMNS})")
+        self.cell_type, self.cell_style = attributes.get("t", "n"), _whole(attributes.get("s"))
+        self.parts, self.has_value, self.has_formula, self.in_inline = [], False, False, False
+
+    def text(self, data: str) -> None:
+        if self.collecting:
+            self.parts.append(data)
+            self.row_chars += len(data)
+            if self.row_chars > _XLSX_MAX_ROW_CHARS:
+                raise self._refuse(f"the row holds more than {_XLSX_MAX_ROW_CHARS >> 20} Mi characters")
+
+    def end(self, tag: str) -> None:
+        if tag in ("v", "t"):
+            self.collecting = False
+        elif tag == "rPh":
+            self.phonetic -= 1
+        elif tag == "is":
+            self.in_inline = False
+        elif tag == "c":
+            value = self._cell_value()
+            if value != "":
+                self.cells.append((self.column, value))
+        elif tag == "row":
+            self.rows.append((self.row_number, self.cells))
+            self.cells = []
+
+    def _cell_value(self) -> Union[str, _CellError]:
+        reference = f"{_column_letters(self.column)}{self.row_number}"
+        text = "".join(self.parts)
+        if self.cell_type == "inlineStr":
+            return _unescape(text)
+        if self.has_formula and not text and self.cell_type != "str":  # openpyxl writes <f> with an empty <v/>
+            return _CellError(reference, "a formula with no saved value (open and save the workbook in Excel or "
+                                         "LibreOffice so it is calculated)")
+        if not self.has_value:
+            return ""
+        return self._typed_value(self.cell_type, text, reference)
+
+    def _typed_value(self, kind: str, text: str, reference: str) -> Union[str, _CellError]:
+        if kind == "s":
+            index = _whole(text.strip()) if text.strip().isdigit() else -1
+            if 0 <= index < len(self.strings):
+                return self.strings[index]
+            return _CellError(reference, "a shared string the workbook does not have (a damaged file?)")
+        if kind == "str":
+            return _unescape(text)
+        if kind == "b":
+            return "TRUE" if text.strip().lower() in ("1", "true") else "FALSE"
+        if kind == "e":
+            return _CellError(reference, text.strip()[:20] or "an error")
+        if kind == "d":
+            return _iso_date_text(text, reference)
+        if not text.strip():
+            return ""
+        shape = self.shapes[self.cell_style] if self.cell_style < len(self.shapes) else None
+        return _number_text(text, shape, self.date1904, reference)
+
+    def take_rows(self) -> Iterator[Tuple[int, List[Union[str, _CellError]]]]:
+        """The rows finished so far, dense: by column position, gaps filled with ""."""
+        rows, self.rows = self.rows, []
+        for number, cells in rows:
+            dense: List[Union[str, _CellError]] = [""] * max((column for column, _ in cells), default=0)
+            for column, value in cells:
+                dense[column - 1] = value
+            yield number, dense
+
+
+def _relationships(book: _Workbook, part: str) -> Dict[str, Tuple[str, str]]:
+    """The relationships of ``part``: id -> (type, the target's part name)."""
+    folder, base = posixpath.split(part)
+    rels = posixpath.join(folder, "_rels", base + ".rels")
+    if not book.has(rels):
+        return {}
+    reader = _RelationshipsReader()
+    book.read_part(rels, reader)
+    resolved: Dict[str, Tuple[str, str]] = {}
+    for key, (kind, target) in reader.targets.items():
+        target = urllib.parse.unquote(target)  # "Sheet%201.xml"
+        name = target[1:] if target.startswith("/") else posixpath.join(folder, target)
+        resolved[key] = (kind, posixpath.normpath(name))
+    return resolved
+
+
+def _zip_directory_size(binary: BinaryIO) -> Tuple[int, int]:
+    """(entries, bytes) of a zip's central directory, from its end records; (0, 0) where none is found.
+
+    zipfile builds an object of some 500 bytes for every entry when it opens an archive, before any
+    limit of ours can count: an archive of millions of empty entries is refused from these numbers first.
+    """
+    size = binary.seek(0, io.SEEK_END)
+    binary.seek(max(0, size - (1 << 16) - 22))  # the end record, after a comment of at most 64 KiB
+    tail = binary.read()
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or len(tail) < at + 22:
+        return 0, 0
+    entries, directory = struct.unpack_from("<HI", tail, at + 10)
+    if (entries != 0xFFFF and directory != 0xFFFFFFFF) or at < 20 or tail[at - 20:at - 16] != b"PK\x06\x07":
+        return entries, directory
+    binary.seek(struct.unpack_from("<Q", tail, at - 12)[0])  # the zip64 end record, where its locator says
+    record = binary.read(56)
+    if len(record) < 56 or not record.startswith(b"PK\x06\x06"):
+        return entries, directory
+    entries, directory = struct.unpack_from("<QQ", record, 32)
+    return entries, directory
+
+
+def _open_xlsx(path: str) -> _Workbook:
+    _refuse_foreign_sheet(path)
+    try:
+        with open(path, "rb") as binary:
+            magic = binary.read(8)
+            entries, directory = _zip_directory_size(binary)
+    except OSError as exc:
+        raise _InputError(f"{path} cannot be read: {exc.strerror or exc}") from None
+    if magic == _OLE2_MAGIC:
+        raise _InputError(f"{path} is an Excel 97-2003 (.xls) file or a password-protected workbook, which is "
+                          f"not read; {_SAVE_ADVICE}, without a password")
+    if entries > _XLSX_MAX_ENTRIES or directory > _XLSX_MAX_DIRECTORY:
+        raise _InputError(f"{path}: the zip archive lists {entries} parts in {_size_text(directory)}; a workbook "
+                          f"has some dozens, so it is refused and nothing is sent. {_SAVE_ADVICE[0].upper()}"
+                          f"{_SAVE_ADVICE[1:]}")
+    book = _Workbook(path)
+    if book.has("mimetype") and not book.has("xl/workbook.xml"):
+        book.close()
+        raise _InputError(f"{path} is an OpenDocument spreadsheet (.ods), which is not read; {_SAVE_ADVICE}")
+    return book
+
+
+def _workbook_part(book: _Workbook) -> str:
+    for kind, name in _relationships(book, "").values():
+        if kind.endswith("/officeDocument") and book.has(name):
+            return name
+    if book.has("xl/workbook.xml"):
+        return "xl/workbook.xml"
+    raise _InputError(f"{book.path} is a zip archive but not an .xlsx workbook (it has no xl/workbook.xml); "
+                      f"{_SAVE_ADVICE}")
+
+
+def _first_sheet(book: _Workbook) -> Tuple[_SheetReader, str]:
+    """A reader for the workbook's first sheet, shared strings and styles read; and the sheet's part name."""
+    workbook_part = _workbook_part(book)
+    workbook = _WorkbookReader()
+    book.read_part(workbook_part, workbook)
+    related = _relationships(book, workbook_part)
+    kind, sheet = related.get(workbook.first_sheet or "", ("", ""))
+    if not kind.endswith("/worksheet") or not book.has(sheet):
+        raise _InputError(f"{book.path}: the first sheet is not a worksheet of cells (a chart?) or is missing; "
+                          f"move the contacts to the first sheet and save again")
+    parts = {kind.rpartition("/")[2]: name for kind, name in related.values() if book.has(name)}
+    for name in (sheet, parts.get("sharedStrings")):  # the big parts: a bomb is refused before parsing
+        if name:
+            book.check_packing(name)
+    strings = _SharedStringsReader(book.path)
+    if "sharedStrings" in parts:
+        book.read_part(parts["sharedStrings"], strings)
+    styles = _StylesReader()
+    if "styles" in parts:
+        book.read_part(parts["styles"], styles)
+    return _SheetReader(book.path, strings.strings, styles.date_shapes(), workbook.date1904), sheet
+
+
+def _xlsx_rows(path: str) -> Generator[Tuple[int, List[Union[str, _CellError]]], None, None]:
+    """The first sheet's rows in order: (row number, cells as Excel shows them, by column, gaps "").
+
+    Starts with the header row; rows of empty cells are yielded too. A hostile or damaged workbook raises
+    ``_InputError`` as soon as it is seen: run through it all once (``_check_xlsx``) before sending.
+    """
+    book = _open_xlsx(path)
+    try:
+        reader, sheet = _first_sheet(book)
+        for _ in book.parse(sheet, reader):
+            yield from reader.take_rows()
+    finally:
+        book.close()
+
+
+def _check_xlsx(path: str) -> None:
+    """Read the whole workbook once, so that a hostile or damaged one is refused before anything is sent."""
+    for _ in _xlsx_rows(path):
+        pass
+
+
+# -- reading records -------------------------------------------------------------
+
+
+def _format_of(path: str, given: Optional[str]) -> str:
+    if given:
+        return given
+    suffix = os.path.splitext(path.lower())[1]
+    if suffix not in _FORMATS:
+        raise _InputError("--format csv, jsonl or xlsx is needed" + (
+            " with --input -" if path == "-" else
+            f": {path!r} ends in none of {', '.join(sorted(_FORMATS))}"))
+    return _FORMATS[suffix]
+
+
+def _open_records(args: argparse.Namespace) -> Tuple[_Layout, Iterator[_Record], Callable[[], None]]:
+    """The input's layout, its records, and what closes it. A regular file is checked whole first: a bad byte
+    or a hostile workbook stops the run before anything is sent."""
+    path = args.input
+    _refuse_foreign_sheet(path)
+    form = _format_of(path, args.format)
+    if form != "csv" and args.encoding is not None:
+        raise _InputError(f"--encoding applies to CSV; {'JSON Lines are UTF-8' if form == 'jsonl' else 'a workbook'}"
+                          " says its own")
+    if form == "xlsx":
+        if path == "-":
+            raise _InputError("a workbook cannot be read from standard input: give its path to --input")
+        _check_xlsx(path)
+        sheet = _xlsx_rows(path)
+        layout, records = _sheet_records(sheet, args, _Layout("xlsx", "utf-8-sig", ";", "\r\n", []), path)
+        return layout, records, sheet.close
+    stream, encoding, close = _open_text(path, args.encoding if form == "csv" else "utf-8")
+    try:
+        if form == "jsonl":
+            return _Layout("jsonl", encoding, "", "\n", []), _jsonl_records(stream), close
+        header_line = next(stream, "")
+        delimiter = _delimiter_of(header_line)
+        layout = _Layout("csv", encoding, delimiter, "\r\n" if header_line.endswith("\r\n") else "\n", [])
+        rows = _csv_rows(itertools.chain([header_line], stream), delimiter)
+        layout, records = _sheet_records(rows, args, layout, "the CSV header" if path == "-" else path)
+        return layout, records, close
+    except BaseException:
+        close()
+        raise
+
+
+def _open_text(path: str, given: Optional[str]) -> Tuple[Iterator[str], str, Callable[[], None]]:
+    """Lines of the input with their line ends. A regular file is decoded whole once before this returns; a
+    pipe (standard input, a named pipe) can be read only once, so it is decoded as it streams."""
+    try:
+        if path == "-" or not _is_regular_file(path):
+            binary: Any = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115  # closed by caller
+            encoding = _input_encoding(binary.peek(4)[:4] if hasattr(binary, "peek") else b"", given)
+            lines = _decoded_lines(binary, encoding, given is None, "standard input" if path == "-" else path)
+            return lines, encoding, (lambda: None) if path == "-" else binary.close
+        with open(path, "rb") as head:
+            encoding = _input_encoding(head.read(4), given)
+        _check_decodable(path, encoding, given is None)
+        stream = open(path, encoding=encoding, newline="")  # noqa: SIM115  # closed by the returned callable
+    except OSError as exc:
+        raise _InputError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return stream, encoding, stream.close
+
+
+def _delimiter_of(header_line: str) -> str:
+    counts = {delimiter: header_line.count(delimiter) for delimiter in (",", ";", "\t")}
+    return max(counts, key=counts.__getitem__) if any(counts.values()) else ","  # Excel in Turkish: ";"
+
+
+def _csv_rows(lines: Iterator[str], delimiter: str) -> Iterator[Tuple[int, Union[List[str], ValidationError]]]:
+    """Each CSV row with the line it starts on; a line csv cannot read is an error of its own."""
+    reader = csv.reader(lines, delimiter=delimiter)
+    read_to = 0
     while True:
         try:
-            text = stream.readline()
-        except UnicodeDecodeError as exc:
-            raise _InputError(f"the input is not UTF-8 (line {line + 1} or soon after): {exc}") from None
-        if not text:
+            row: Union[List[str], ValidationError] = next(reader)
+        except StopIteration:
             return
-        line += 1
+        except csv.Error as exc:  # a NUL byte before 3.11, a cell over csv's size limit: that line alone
+            row = ValidationError(f"line {read_to + 1} cannot be read as CSV: {exc}")
+        line, read_to = read_to + 1, reader.line_num
+        yield line, row
+
+
+SheetRow = Tuple[int, Union[List[Any], ValidationError]]  # a row's line and its cells (str or _CellError)
+
+
+def _sheet_records(rows: Iterator[Any], args: argparse.Namespace, layout: _Layout,
+                   where: str) -> Tuple[_Layout, Iterator[_Record]]:
+    """The header of ``rows`` read and checked now, and the records after it."""
+    first = next(rows, None)
+    while first is not None and not isinstance(first[1], ValidationError) and not any(
+            str(cell).strip() for cell in first[1]):
+        first = next(rows, None)  # blank lines above the header
+    if first is None or isinstance(first[1], ValidationError):
+        raise _InputError(f"{where}: the first line must be the header (id, name, ...); it is empty or unreadable")
+    header = [str(cell) for cell in first[1]]
+    skipped = [*args.skip_column, *(cell for cell in header if _fold_header(cell) == _ERROR_COLUMN)]
+    columns = _csv_columns(header, _CSV_COLUMNS, _column_options(args.column, _CSV_COLUMNS), skipped,
+                           f"{where} line {first[0]}")
+    return layout._replace(header=header), _row_records(rows, header, columns, args.empty_cells == "clear")
+
+
+def _row_records(rows: Iterator[SheetRow], header: List[str], columns: List[Optional[str]],
+                 clear: bool) -> Iterator[_Record]:
+    for line, row in rows:
+        if isinstance(row, ValidationError):
+            yield _Record(line, row, [])
+            continue
+        raw = [str(cell) for cell in row]
+        if all(not cell.strip() for cell in raw):
+            continue  # a blank line, or one of empty cells
+        yield _Record(line, _row_item(line, row, header, columns, clear), raw)
+
+
+def _row_item(line: int, row: List[Any], header: List[str], columns: List[Optional[str]], clear: bool) -> Item:
+    errors = [cell for cell in row if isinstance(cell, _CellError)]
+    if errors:
+        return ValidationError(f"line {line}: {errors[0]}; fix the cell in the sheet")
+    extra = [cell for cell in row[len(columns):] if cell.strip()]
+    if extra:
+        return ValidationError(f"line {line} has {len(row)} cells; the header names {len(columns)}")
+    blank = _value_under_blank_header(header, row)
+    if blank is not None:
+        return ValidationError(f"line {line}: column {blank} has a value but no header; name the column")
+    cells = {name: _clean_cell(cell) for name, cell in zip(columns, row) if name is not None}
+    gsm = cells.get("gsm", "")
+    if _is_scientific_number(gsm):
+        return ValidationError(f"line {line}: gsm {gsm!r} was turned into a number by the spreadsheet and its digits "
+                               "are lost; format the phone column as Text and type the numbers again")
+    return _csv_contact(cells, clear)
+
+
+def _csv_contact(cells: Dict[str, str], clear: bool) -> Contact:
+    """The contact a row describes. An empty cell leaves the value as it is, or with ``clear`` sends it empty."""
+    def given(value: Optional[str]) -> Optional[str]:
+        return value if value or (clear and value is not None) else None
+
+    texts = {field.name: given(cells.get(field.name)) for field in _TEXT_FIELDS}
+    groups_cell = given(cells.get("groups"))
+    groups: Optional[List[Any]] = None if groups_cell is None else [
+        group for group in _GROUP_SEPARATORS.split(groups_cell) if group]
+    fields: List[Any] = [CustomField(name[6:], value) for name, value in cells.items()  # type: ignore[arg-type]
+                         if name.startswith("field:") and given(value) is not None]
+    checked_when_built: Any = cells.get("id", "")  # digits in a string, as Contact takes them
+    return Contact(checked_when_built, custom_fields=fields or None, groups=groups, **texts)
+
+
+def _jsonl_records(stream: Iterator[str]) -> Iterator[_Record]:
+    for line, text in enumerate(stream, 1):
         if not text.strip():
             continue
         try:
             value = json.loads(text)
         except ValueError as exc:
-            yield line, ValidationError(f"line {line} is not JSON: {exc}")
+            yield _Record(line, ValidationError(f"line {line} is not JSON: {exc}"), text)
             continue
-        yield line, _jsonl_contact(line, value)
+        yield _Record(line, _jsonl_contact(line, value), text)
 
 
 def _jsonl_contact(line: int, value: object) -> Item:
     if not isinstance(value, dict):
         return ValidationError(f"line {line} is not a JSON object")
-    unknown = sorted(str(key) for key in value if key not in _JSONL_KEYS)
+    unknown = sorted(str(key) for key in value if key not in _JSONL_KEYS and key != _ERROR_COLUMN)
     if unknown:
         return ValidationError(f"line {line} has an unknown key {unknown[0][:40]!r}; known: {', '.join(_JSONL_KEYS)}")
     fields = value.get("custom_fields")
@@ -2543,16 +3450,438 @@ def _jsonl_contact(line: int, value: object) -> Item:
     return Contact(checked_when_built, **values)
 
 
-def _record_id(record: Item) -> Optional[Union[int, str]]:
-    if not isinstance(record, Contact):
+# -- what a re-run sends: fingerprints and --resume ------------------------------
+
+
+def _fingerprint(item: Item) -> Optional[str]:
+    """What tells one edit from another across runs: the contact id and every value as it would be sent.
+
+    ``None`` for a record that cannot be sent, which no report line can confirm.
+    """
+    if not isinstance(item, Contact):
         return None
-    key = _contact_key(record)
-    return key if key is not None else (str(record.id)[:40] if record.id is not None else None)
+    try:
+        body = _render_request("", item, None)[1]  # no key: a new key tomorrow is the same edit
+    except ValidationError:
+        return None
+    return hashlib.sha256(body).hexdigest()[:32]
+
+
+class _Resume:
+    """Which records a re-run sends: every one but those an earlier run confirmed, and never an older edit
+    after a newer one.
+
+    A record is skipped only when the report confirms (``"ok": true``) its fingerprint. From a contact's first
+    record that is not skipped onward, every later record of that contact is sent again, in file order, even
+    one confirmed before: so partial rows replay in order and the last edit in the file is the one that stays.
+    """
+
+    def __init__(self, confirmed: Set[str]) -> None:
+        self._confirmed = confirmed
+        self._sent_ids: Set[int] = set()
+
+    def skips(self, record: _Record, fingerprint: Optional[str]) -> bool:
+        key = _contact_key(record.item)
+        if key is None:
+            return False  # refused before sending: it gets its error again
+        if key not in self._sent_ids and fingerprint in self._confirmed:
+            return True
+        self._sent_ids.add(key)
+        return False
+
+    @classmethod
+    def from_report(cls, path: str) -> _Resume:
+        """The fingerprints an earlier run's report confirms; lines that do not parse are passed over."""
+        confirmed: Set[str] = set()
+        try:
+            with open(path, encoding="utf-8", errors="replace") as report:
+                for text in report:
+                    with contextlib.suppress(ValueError):
+                        entry = json.loads(text)
+                        if isinstance(entry, dict) and entry.get("ok") is True and isinstance(
+                                entry.get("fingerprint"), str):
+                            confirmed.add(entry["fingerprint"])
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise _InputError(f"cannot read the report {path}: {exc.strerror or exc}") from None
+        return cls(confirmed)
+
+
+# -- what a run writes: the report, the failures file, progress and the summary ----
+
+
+def _open_appending(path: str, what: str) -> Any:
+    """``path`` to append to, on a line of its own after a line a kill cut short; readable by its owner only."""
+    try:
+        cut = False
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)  # names and phone numbers: KVKK
+        with open(descriptor, "ab+", closefd=False) as raw:  # its last byte, as bytes: a cut may split a letter
+            if raw.seek(0, os.SEEK_END):
+                raw.seek(-1, os.SEEK_END)
+                cut = raw.read(1) != b"\n"
+        stream = open(descriptor, "a", encoding="utf-8")  # noqa: SIM115  # closed by the run
+    except OSError as exc:
+        raise _InputError(f"cannot write the {what} {path}: {exc.strerror or exc}") from None
+    if cut:
+        stream.write("\n")
+    return stream
+
+
+class _Report:
+    """A JSON Lines line per record as it ends, flushed at once: a run cut short keeps every confirmed edit."""
+
+    def __init__(self, path: Optional[str], tally: _Tally) -> None:
+        self._stream = sys.stderr if path is None else _open_appending(path, "report")
+        self._tally = tally
+
+    def write(self, record: _Record, fingerprint: Optional[str], result: Result) -> None:
+        entry: Dict[str, Any] = {"line": record.line, "id": _record_id(record.item),
+                                 "ok": isinstance(result, Response), "fingerprint": fingerprint}
+        if isinstance(result, IletiMerkeziError):
+            entry.update(error=type(result).__name__, code=getattr(result, "code", None),
+                         message=" ".join(str(result).split()))
+        if self._stream is sys.stderr:
+            self._tally.clear()  # the report line takes the progress line's place; the next redraw brings it back
+        self._stream.write(json.dumps(entry, ensure_ascii=False) + "\n")
+        self._stream.flush()
+
+    def close(self) -> None:
+        if self._stream is not sys.stderr:
+            self._stream.close()
+
+
+def _record_id(item: Item) -> Optional[Union[int, str]]:
+    if not isinstance(item, Contact):
+        return None
+    key = _contact_key(item)
+    return key if key is not None else (str(item.id)[:40] if item.id is not None else None)
+
+
+class _FailuresFile:
+    """``--failed``: every record that did not succeed, as it stood in the input, with its error last.
+
+    CSV keeps the input's header, delimiter, line ends and encoding (a workbook's is CSV UTF-8 with a BOM and
+    ";", which Excel in Turkey opens by double-click), JSON Lines its object; the ``error`` column or key is
+    ignored on input, so the file runs again as it is once fixed. It holds personal data: created 0600, and an
+    existing one is replaced only by a run with --resume.
+    """
+
+    def __init__(self, path: str, layout: _Layout, replace: bool) -> None:
+        flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if replace else os.O_EXCL)
+        try:
+            descriptor = os.open(path, flags, 0o600)
+        except FileExistsError:
+            raise _InputError(f"failures file {path} exists: remove it, give --failed another name, or add --resume "
+                              "(which replaces it with this run's failures)") from None
+        except OSError as exc:
+            raise _InputError(f"cannot write the failures file {path}: {exc.strerror or exc}") from None
+        with contextlib.suppress(AttributeError, OSError):  # an existing file keeps its mode on O_TRUNC
+            os.fchmod(descriptor, 0o600)
+        self._layout = layout
+        self._stream = open(descriptor, "w", encoding=layout.encoding, newline="")  # noqa: SIM115
+        self._error_at = len(layout.header)
+        if layout.format != "jsonl":
+            self._csv = csv.writer(self._stream, delimiter=layout.delimiter, lineterminator=layout.line_end)
+            header = list(layout.header)
+            folded = [_fold_header(cell) for cell in header]
+            self._error_at = folded.index(_ERROR_COLUMN) if _ERROR_COLUMN in folded else len(header)
+            self._write_row(header, _ERROR_COLUMN)
+
+    def write(self, record: _Record, error: IletiMerkeziError) -> None:
+        message = f"{type(error).__name__}: {' '.join(str(error).split())}"
+        if self._layout.format == "jsonl":
+            self._stream.write(_jsonl_with_error(record.raw, message))
+        else:
+            self._write_row(list(record.raw), message)
+        self._stream.flush()
+
+    def _write_row(self, cells: List[str], error: str) -> None:
+        cells += [""] * (self._error_at + 1 - len(cells))
+        cells[self._error_at] = error
+        self._csv.writerow(cells)
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+def _jsonl_with_error(text: str, message: str) -> str:
+    """The JSON Lines record with an ``error`` key; a line that is not an object is copied as it was."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        return text if text.endswith("\n") else text + "\n"
+    value[_ERROR_COLUMN] = message
+    return json.dumps(value, ensure_ascii=False) + "\n"
+
+
+class _Tally:
+    """Counts for the summary, and the progress line while stderr is a terminal (or --progress)."""
+
+    def __init__(self, total: Optional[int], shown: bool) -> None:
+        self.total = total
+        self.shown = shown
+        self.done = self.succeeded = self.skipped = 0
+        self.failed: Dict[str, int] = {}
+        self.started = self.drawn = time.monotonic()
+        self.width = 0
+
+    def add(self, result: Optional[Result]) -> None:
+        """One record done: ``None`` for one skipped as confirmed before."""
+        self.done += 1
+        if result is None:
+            self.skipped += 1
+        elif isinstance(result, Response):
+            self.succeeded += 1
+        else:
+            kind = type(result).__name__
+            self.failed[kind] = self.failed.get(kind, 0) + 1
+        now = time.monotonic()
+        if self.shown and now - self.drawn >= _PROGRESS_EVERY:
+            self.drawn = now
+            self._draw(now)
+
+    def _draw(self, now: float) -> None:
+        columns = _columns()
+        text = _fitted(self._progress_texts(now), columns - 1)  # the last column would wrap on some terminals
+        self.width = min(max(self.width, len(text)), columns - 1)
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            sys.stderr.write("\r" + text.ljust(self.width))
+            sys.stderr.flush()
+
+    def _progress_texts(self, now: float) -> List[str]:
+        """The progress line, longest first, then shorter forms for narrower terminals."""
+        rate = (self.done - self.skipped) / max(now - self.started, 1e-9)
+        count = f"{self.done}" + ("" if self.total is None else f"/{self.total}")
+        failed = f"{sum(self.failed.values())} failed"
+        left = ""
+        if self.total is not None and rate > 0:
+            seconds = max(self.total - self.done, 0) / rate
+            left = f"{int(seconds // 60)} min {int(seconds % 60)} s left"
+        texts = [f"{count} records, {rate:.1f}/s, {failed}" + (f", {left}" if left else ""),
+                 f"{count}, {failed}" + (f", {left}" if left else ""), f"{count}, {failed}", count]
+        return texts
+
+    def clear(self) -> None:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            if self.width:
+                sys.stderr.write("\r" + " " * self.width + "\r")
+                self.width = 0
+
+    def summary(self) -> str:
+        failed = sum(self.failed.values())
+        kinds = ", ".join(f"{count} {kind}" for kind, count in sorted(self.failed.items()))
+        summary = (f"{self.done} records: {self.succeeded} succeeded, {failed} failed"
+                   + (f" ({kinds})" if kinds else ""))
+        if self.skipped:
+            summary += f"; {self.skipped} skipped, already confirmed in the report"
+        return summary
+
+
+def _columns() -> int:
+    """The terminal's width for stderr, or 80 where it is no terminal (--progress into a file)."""
+    try:
+        return os.get_terminal_size(sys.stderr.fileno()).columns or 80
+    except (OSError, ValueError, AttributeError):
+        return shutil.get_terminal_size().columns
+
+
+def _fitted(texts: List[str], width: int) -> str:
+    """The first of ``texts`` no wider than ``width``, else the last cut to it."""
+    for text in texts:
+        if len(text) <= width:
+            return text
+    return texts[-1][:max(width, 1)]
+
+# -- the run: checked before anything is sent, then every record, interrupts included --
+
+
+class _StopReading(Exception):
+    """Raised by the signal handler into a read that waits for input, so that a silent pipe cannot hold a stop."""
+
+
+class _Interrupts:
+    """SIGINT and SIGTERM during a run: stop reading and sending; the edits in flight end and get their lines.
+
+    The handler only sets the scheduler's flag (and ends a read waiting for input): raised anywhere else, as
+    Python's default KeyboardInterrupt is, it could fall between taking a finished edit and writing its line.
+    """
+
+    def __init__(self, scheduler: _Scheduler[Any]) -> None:
+        self._scheduler = scheduler
+        self.name: Optional[str] = None  # the signal that stopped the run
+        self._previous: Dict[int, Any] = {}
+
+    def __enter__(self) -> _Interrupts:
+        if threading.current_thread() is threading.main_thread():  # where Python runs signal handlers
+            for name in _SIGNAL_EXITS:
+                number = getattr(signal, name, None)
+                if number is not None:
+                    self._previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+
+    def _handle(self, number: int, frame: object) -> None:
+        self.name = self.name or signal.Signals(number).name
+        self._scheduler.stop.set()
+        if self._scheduler.reading:
+            raise _StopReading
+
+
+class _BulkPlan:
+    """Everything ``--input`` needs, checked before the first edit is sent."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        _check_bulk_options(args)
+        from_stdin = args.input == "-"
+        self.credentials = None if args.dry_run else Credentials.from_env()
+        self.report_path = _report_path(args)
+        self.resume = _Resume.from_report(self.report_path) if args.resume and self.report_path else None
+        self.layout, self.records, self._close_input = _open_records(args)
+        self.tally = _Tally(None, args.progress if args.progress is not None else _is_terminal(sys.stderr))
+        self.closing: List[Callable[[], None]] = [self._close_input]
+        try:
+            self.failures = None if args.failed is None else _FailuresFile(args.failed, self.layout, args.resume)
+            if self.failures is not None:
+                self.closing.append(self.failures.close)
+            self.report = None if args.dry_run and args.report is None else _Report(self.report_path, self.tally)
+            if self.report is not None:
+                self.closing.append(self.report.close)
+            if self.tally.shown and not from_stdin and _is_regular_file(args.input):  # a pipe can be read once
+                self.tally.total = _count_records(args)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        for close in reversed(self.closing):
+            close()
+        self.closing = []
+
+    def run(self) -> int:
+        return self._check_all() if self.args.dry_run else self._edit_all()
+
+    def _edit_all(self) -> int:
+        args = self.args
+        assert self.credentials is not None  # read unless this is a dry run
+        with Session(self.credentials, url=args.url, timeout=args.timeout, retries=args.retries,
+                     proxy=args.proxy) as session:
+            # On threads even for one worker: a signal then stops the main thread, not an edit half sent.
+            scheduler: _Scheduler[Tuple[_Record, Optional[str]]] = _Scheduler(
+                session.edit_contact, args.workers or DEFAULT_WORKERS, ordered=False, threaded=True)
+            results = scheduler.run(self._to_send())
+            with _Interrupts(scheduler) as interrupts:
+                try:
+                    for (record, fingerprint), _, result in results:
+                        self._record(record, fingerprint, result)
+                except BaseException:
+                    results.close()  # the edits in flight end, then are reported
+                    for (record, fingerprint), _, result in sorted(scheduler.unreported, key=lambda x: x[0][0].line):
+                        self._record(record, fingerprint, result)
+                    raise
+        return self._finish(interrupts.name)
+
+    def _to_send(self) -> Iterator[Tuple[Tuple[_Record, Optional[str]], Item]]:
+        for record in self.records:
+            fingerprint = _fingerprint(record.item)
+            if self.resume is not None and self.resume.skips(record, fingerprint):
+                self.tally.add(None)
+                continue
+            yield (record, fingerprint), record.item
+
+    def _record(self, record: _Record, fingerprint: Optional[str], result: Result) -> None:
+        assert self.report is not None  # a real run always has one
+        self.report.write(record, fingerprint, result)
+        if self.failures is not None and isinstance(result, IletiMerkeziError):
+            self.failures.write(record, result)
+        self.tally.add(result)
+
+    def _finish(self, stopped_by: Optional[str]) -> int:
+        tally = self.tally
+        tally.clear()
+        _report(tally.summary(), _EXIT_OK)
+        if stopped_by is None:
+            return _EXIT_OK if not tally.failed else _EXIT_API
+        total = tally.total
+        if total is None and _is_regular_file(self.args.input):
+            total = _count_records(self.args)
+        left = ("the rest of the input was not read" if total is None else
+                f"{max(total - tally.done, 0)} records were not done")
+        return _report(f"interrupted ({stopped_by}) after {tally.done} records; {left}: run the same command with "
+                       "--resume to send them", _SIGNAL_EXITS[stopped_by])
+
+    def _check_all(self) -> int:
+        """``--dry-run``: every record read and checked as a real run would, nothing sent."""
+        valid = bad = skipped = 0
+        for record in self.records:
+            fingerprint = _fingerprint(record.item)
+            if self.resume is not None and self.resume.skips(record, fingerprint):
+                skipped += 1
+                continue
+            error = record.item if isinstance(record.item, IletiMerkeziError) else _contact_problem(record.item)
+            valid, bad = (valid + 1, bad) if error is None else (valid, bad + 1)
+            if error is not None:
+                _report(f"line {record.line}: {error}", _EXIT_OK)
+                if self.failures is not None:
+                    self.failures.write(record, error)
+            if self.report is not None:
+                self.report.write(record, fingerprint, error or Response(Status(0, "checked, not sent"), None))
+        summary = f"{valid + bad + skipped} records: {valid} valid, {bad} bad; nothing was sent (--dry-run)"
+        if self.resume is not None:
+            summary += f"; --resume would send {valid + bad} and skip {skipped}, already confirmed in the report"
+        return _report(summary, _EXIT_API if bad else _EXIT_OK)
+
+
+def _contact_problem(contact: Contact) -> Optional[ValidationError]:
+    try:
+        _render_request("", contact, None)
+    except ValidationError as error:
+        return error
+    return None
+
+
+def _check_bulk_options(args: argparse.Namespace) -> None:
+    used = [name for name in _SINGLE_ONLY if getattr(args, name) not in _UNSET]
+    if used:
+        raise _InputError(f"--{used[0].replace('_', '-')} does not go with --input (see --help)")
+    _check_settings(args.url, args.timeout, args.retries, None, args.proxy)
+    if args.failed is not None and args.input != "-" and os.path.exists(args.failed) and os.path.exists(
+            args.input) and os.path.samefile(args.failed, args.input):
+        raise _InputError("--failed names the input itself; give the failures file a name of its own")
+
+
+def _report_path(args: argparse.Namespace) -> Optional[str]:
+    """The report's path (``None``: stderr), refusing one an earlier run left unless asked to go on with it."""
+    from_stdin = args.input == "-"
+    path: Optional[str] = args.report or (None if from_stdin else args.input + ".report.jsonl")
+    if path is None and sys.stderr is None and not args.dry_run:
+        raise _InputError("--report FILE is needed: the report would go to stderr, which is closed")
+    if args.resume and path is None:
+        raise _InputError("--resume needs --report FILE when the input is stdin")
+    writes = not args.dry_run or args.report is not None
+    if path is not None and writes and not args.resume and os.path.exists(path):
+        raise _InputError(
+            f"report {path} exists: add --resume to send only what it does not confirm (new and changed records, "
+            "those that failed or had no answer, and every later record of their contacts), or remove it (or give "
+            "--report another name) to send every record")
+    return path
+
+
+def _count_records(args: argparse.Namespace) -> int:
+    _, records, close = _open_records(args)
+    try:
+        return sum(1 for _ in records)
+    finally:
+        close()
 
 
 def _is_regular_file(path: str) -> bool:
-    import stat
-
     try:
         return stat.S_ISREG(os.stat(path).st_mode)
     except OSError:
@@ -2566,76 +3895,52 @@ def _is_terminal(stream: Any) -> bool:
         return False
 
 
-class _Tally:
-    """Counts for the summary, and the progress line while stderr is a terminal (or --progress)."""
-
-    def __init__(self, total: Optional[int], skipped: int, shown: bool) -> None:
-        self.total = None if total is None else total - skipped
-        self.skipped = skipped
-        self.shown = shown
-        self.done = self.succeeded = 0
-        self.failed: Dict[str, int] = {}
-        self.started = self.drawn = time.monotonic()
-        self.width = 0
-
-    def add(self, result: Result) -> None:
-        self.done += 1
-        if isinstance(result, Response):
-            self.succeeded += 1
-        else:
-            kind = type(result).__name__
-            self.failed[kind] = self.failed.get(kind, 0) + 1
-        now = time.monotonic()
-        if self.shown and now - self.drawn >= _PROGRESS_EVERY:
-            self.drawn = now
-            self._draw(now)
-
-    def _draw(self, now: float) -> None:
-        rate = self.done / max(now - self.started, 1e-9)
-        text = f"{self.done}" + ("" if self.total is None else f"/{self.total}") + f" records, {rate:.1f}/s"
-        text += f", {sum(self.failed.values())} failed"
-        if self.total is not None and rate > 0:
-            left = max(self.total - self.done, 0) / rate
-            text += f", {int(left // 60)} min {int(left % 60)} s left"
-        self.width = max(self.width, len(text))
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            sys.stderr.write("\r" + text.ljust(self.width))
-            sys.stderr.flush()
-
-    def clear(self) -> None:
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            if self.width:
-                sys.stderr.write("\r" + " " * self.width + "\r")
-                self.width = 0
-
-    def finish(self) -> None:
-        self.clear()
-        failed = sum(self.failed.values())
-        kinds = ", ".join(f"{count} {kind}" for kind, count in sorted(self.failed.items()))
-        summary = f"{self.done} records: {self.succeeded} succeeded, {failed} failed" + (f" ({kinds})" if kinds else "")
-        if self.skipped:
-            summary += f"; {self.skipped} skipped, already ok in the report"
-        _report(summary, _EXIT_OK)
+def _run_bulk(args: argparse.Namespace) -> int:
+    """``--input``: edit (or with --dry-run check) every record; one report line each; exit 0, 1, 2, 130 or 143."""
+    try:
+        plan = _BulkPlan(args)
+    except (_InputError, ValidationError) as exc:
+        return _report(str(exc), _EXIT_USAGE)
+    try:
+        with _logging_to_stderr(args.verbose):
+            return plan.run()
+    except _InputError as exc:  # the input became unreadable after some records: those are reported
+        return _report(f"cannot read the input any further: {exc}", _EXIT_USAGE)
+    finally:
+        plan.close()
 
 
 def _add_file_options(group: Any) -> None:
-    group.add_argument("--input", metavar="FILE", help="edit every record of FILE (CSV or JSON Lines); - for stdin")
-    group.add_argument("--format", choices=("csv", "jsonl"), help="the input's format (default: from its extension)")
+    group.add_argument("--input", metavar="FILE",
+                       help="edit every record of FILE (.csv, .txt, .tsv, .xlsx or .jsonl); - for stdin")
+    group.add_argument("--format", choices=("csv", "jsonl", "xlsx"), help="the input's format (default: from its name)")
+    group.add_argument("--encoding", metavar="NAME",
+                       help="the CSV's encoding, e.g. cp1254 for Excel's \"CSV\" in Turkey (default: UTF-8, or "
+                       "UTF-16 where the file starts with its byte order mark)")
+    group.add_argument("--column", action="append", default=[], metavar="HEADER=FIELD",
+                       help="read column HEADER as FIELD: id, name, surname, email, gsm, groups or field:N "
+                       "(repeatable)")
+    group.add_argument("--skip-column", action="append", default=[], metavar="HEADER",
+                       help="ignore column HEADER (repeatable)")
+    group.add_argument("--empty-cells", choices=("leave", "clear"),
+                       help="an empty cell leaves the stored value as it is, or clears it (default: leave)")
     group.add_argument("--workers", type=_workers_argument, metavar="N",
                        help=f"edits at once (default: {DEFAULT_WORKERS})")
     group.add_argument("--report", metavar="FILE",
                        help="JSON Lines, one line per record (default: the input's name + .report.jsonl)")
-    group.add_argument("--resume", action="store_true", help="skip the records the report has as ok, and append to it")
+    group.add_argument("--resume", action="store_true",
+                       help="send only what the report does not confirm as ok (new, changed, failed), and append")
+    group.add_argument("--failed", metavar="FILE",
+                       help="write the records that did not succeed here, as in the input, with an error column")
     progress = group.add_mutually_exclusive_group()
     progress.add_argument("--progress", action="store_true", default=None, help="show progress on stderr")
     progress.add_argument("--no-progress", action="store_false", dest="progress", help="never show progress")
 
 
 # Options that go with --input only; an option left unset holds one of _UNSET.
-_BULK_ONLY = ("workers", "format", "report", "resume", "progress")
-_UNSET = (None, False)
-
-
+_BULK_ONLY = ("workers", "format", "encoding", "column", "skip_column", "empty_cells", "report", "resume", "failed",
+              "progress")
+_UNSET: Tuple[object, ...] = (None, False, [])
 # -- the entry point -----------------------------------------------------------
 
 

@@ -3535,9 +3535,12 @@ class _Report:
         self._stream = sys.stderr if path is None else _open_appending(path, "report")
         self._tally = tally
 
-    def write(self, record: _Record, fingerprint: Optional[str], result: Result) -> None:
+    def write(self, record: _Record, fingerprint: Optional[str], result: Optional[Result]) -> None:
+        """The record's line; ``None`` for ``result``: checked by a dry run, valid and not sent (``"ok": null``, which
+        ``--resume`` never takes for confirmed)."""
         entry: Dict[str, Any] = {"line": record.line, "id": _record_id(record.item),
-                                 "ok": isinstance(result, Response), "fingerprint": fingerprint}
+                                 "ok": None if result is None else isinstance(result, Response),
+                                 "fingerprint": fingerprint}
         if isinstance(result, IletiMerkeziError):
             entry.update(error=type(result).__name__, code=getattr(result, "code", None),
                          message=" ".join(str(result).split()))
@@ -3827,11 +3830,12 @@ class _BulkPlan:
             error = record.item if isinstance(record.item, IletiMerkeziError) else _contact_problem(record.item)
             valid, bad = (valid + 1, bad) if error is None else (valid, bad + 1)
             if error is not None:
-                _report(f"line {record.line}: {error}", _EXIT_OK)
+                said = " ".join(str(error).split())
+                _report(said if said.startswith(f"line {record.line}") else f"line {record.line}: {said}", _EXIT_OK)
                 if self.failures is not None:
                     self.failures.write(record, error)
             if self.report is not None:
-                self.report.write(record, fingerprint, error or Response(Status(0, "checked, not sent"), None))
+                self.report.write(record, fingerprint, error)
         summary = f"{valid + bad + skipped} records: {valid} valid, {bad} bad; nothing was sent (--dry-run)"
         if self.resume is not None:
             summary += f"; --resume would send {valid + bad} and skip {skipped}, already confirmed in the report"

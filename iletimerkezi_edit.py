@@ -3535,12 +3535,14 @@ class _Report:
         self._stream = sys.stderr if path is None else _open_appending(path, "report")
         self._tally = tally
 
-    def write(self, record: _Record, fingerprint: Optional[str], result: Optional[Result]) -> None:
-        """The record's line; ``None`` for ``result``: checked by a dry run, valid and not sent (``"ok": null``, which
-        ``--resume`` never takes for confirmed)."""
+    def write(self, record: _Record, fingerprint: Optional[str], result: Optional[Result], *,
+              dry_run: bool = False) -> None:
+        """``dry_run``: the record was checked (``result`` its error, or ``None``), not sent: never ``"ok"``, so
+        that a --resume with this report sends it."""
         entry: Dict[str, Any] = {"line": record.line, "id": _record_id(record.item),
-                                 "ok": None if result is None else isinstance(result, Response),
-                                 "fingerprint": fingerprint}
+                                 "ok": not dry_run and isinstance(result, Response), "fingerprint": fingerprint}
+        if dry_run:
+            entry.update(dry_run=True, valid=result is None)
         if isinstance(result, IletiMerkeziError):
             entry.update(error=type(result).__name__, code=getattr(result, "code", None),
                          message=" ".join(str(result).split()))
@@ -3582,7 +3584,9 @@ class _FailuresFile:
         with contextlib.suppress(AttributeError, OSError):  # an existing file keeps its mode on O_TRUNC
             os.fchmod(descriptor, 0o600)
         self._layout = layout
-        self._stream = open(descriptor, "w", encoding=layout.encoding, newline="")  # noqa: SIM115
+        # JSON Lines are UTF-8 without a BOM (JSON forbids one); a CSV keeps the input's encoding.
+        encoding = "utf-8" if layout.format == "jsonl" else layout.encoding
+        self._stream = open(descriptor, "w", encoding=encoding, newline="")  # noqa: SIM115
         self._error_at = len(layout.header)
         if layout.format != "jsonl":
             self._csv = csv.writer(self._stream, delimiter=layout.delimiter, lineterminator=layout.line_end)
@@ -3712,7 +3716,7 @@ class _Interrupts:
     Python's default KeyboardInterrupt is, it could fall between taking a finished edit and writing its line.
     """
 
-    def __init__(self, scheduler: _Scheduler[Any]) -> None:
+    def __init__(self, scheduler: Union[_Scheduler[Any], _Startup]) -> None:
         self._scheduler = scheduler
         self.name: Optional[str] = None  # the signal that stopped the run
         self._previous: Dict[int, Any] = {}
@@ -3734,6 +3738,14 @@ class _Interrupts:
         self._scheduler.stop.set()
         if self._scheduler.reading:
             raise _StopReading
+
+
+class _Startup:
+    """What a signal stops before the run starts (a header that a silent pipe never sends): anything it reads."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.reading = True
 
 
 class _BulkPlan:
@@ -3835,10 +3847,11 @@ class _BulkPlan:
                 if self.failures is not None:
                     self.failures.write(record, error)
             if self.report is not None:
-                self.report.write(record, fingerprint, error)
+                self.report.write(record, fingerprint, error, dry_run=True)
         summary = f"{valid + bad + skipped} records: {valid} valid, {bad} bad; nothing was sent (--dry-run)"
         if self.resume is not None:
-            summary += f"; --resume would send {valid + bad} and skip {skipped}, already confirmed in the report"
+            summary += (f"; --resume would send {valid}, refuse {bad} and skip {skipped}, already confirmed in the "
+                        "report")
         return _report(summary, _EXIT_API if bad else _EXIT_OK)
 
 
@@ -3855,9 +3868,18 @@ def _check_bulk_options(args: argparse.Namespace) -> None:
     if used:
         raise _InputError(f"--{used[0].replace('_', '-')} does not go with --input (see --help)")
     _check_settings(args.url, args.timeout, args.retries, None, args.proxy)
-    if args.failed is not None and args.input != "-" and os.path.exists(args.failed) and os.path.exists(
-            args.input) and os.path.samefile(args.failed, args.input):
+    if args.failed is not None and args.input != "-" and _same_file(args.failed, args.input):
         raise _InputError("--failed names the input itself; give the failures file a name of its own")
+
+
+def _same_file(path: str, other: str) -> bool:
+    """Whether two paths name one file, whether or not it exists yet (a link, a hard link, ./x and x)."""
+    if os.path.realpath(path) == os.path.realpath(other):
+        return True
+    try:
+        return os.path.samefile(path, other)
+    except OSError:
+        return False
 
 
 def _report_path(args: argparse.Namespace) -> Optional[str]:
@@ -3868,6 +3890,10 @@ def _report_path(args: argparse.Namespace) -> Optional[str]:
         raise _InputError("--report FILE is needed: the report would go to stderr, which is closed")
     if args.resume and path is None:
         raise _InputError("--resume needs --report FILE when the input is stdin")
+    if path is not None and not from_stdin and _same_file(path, args.input):
+        raise _InputError("--report names the input itself; give the report a name of its own")
+    if path is not None and args.failed is not None and _same_file(path, args.failed):
+        raise _InputError("--failed names the report; give the failures file a name of its own")
     writes = not args.dry_run or args.report is not None
     if path is not None and writes and not args.resume and os.path.exists(path):
         raise _InputError(
@@ -3901,8 +3927,14 @@ def _is_terminal(stream: Any) -> bool:
 
 def _run_bulk(args: argparse.Namespace) -> int:
     """``--input``: edit (or with --dry-run check) every record; one report line each; exit 0, 1, 2, 130 or 143."""
+    starting = _Interrupts(_Startup())
     try:
-        plan = _BulkPlan(args)
+        with starting:  # a SIGTERM too ends a run still waiting for its header: one line, 143
+            plan = _BulkPlan(args)
+    except _StopReading:
+        assert starting.name is not None  # set by the handler that raised it
+        return _report(f"interrupted ({starting.name}) before the first record was read; nothing was sent",
+                       _SIGNAL_EXITS[starting.name])
     except (_InputError, ValidationError) as exc:
         return _report(str(exc), _EXIT_USAGE)
     try:

@@ -6,6 +6,7 @@ status line, Turkish UTF-8 reason phrases, pretty-printed ``text/xml`` bodies);
 raw sockets stand in for networks that fail.
 """
 
+import codecs
 import collections
 import contextlib
 import dataclasses
@@ -184,6 +185,7 @@ class FakeService:
         self.closed = 0
         self.in_flight = 0
         self.most_in_flight = 0
+        self.applied = []  # (id, name) of every edit stored and answered 200, in the order they were stored
 
     def answer(self, path, body):
         if self.canned:
@@ -235,6 +237,7 @@ class FakeService:
         if not any(edited[tag] for tag in ("name", "surname", "email", "gsm")):
             return 472, None
         self.contacts[edited["id"]] = edited
+        self.applied.append((edited["id"], element.findtext("name")))
         return 200, edited
 
 
@@ -3770,6 +3773,392 @@ def test_cli_progress_only_on_a_terminal_or_when_asked(service, tmp_path):
                               "--report", str(tmp_path / "second.jsonl")], CREDENTIAL_ENV)
     assert code == 0 and re.search(r"\r[0-9]+/30 records, [0-9.]+/s, 0 failed, [0-9]+ min [0-9]+ s left", shown)
     assert shown.rstrip().endswith("30 records: 30 succeeded, 0 failed")
+
+
+# -- #17: re-runs by fingerprint, interrupts, dry runs and the failures file ------------------------------------
+
+
+def no_credentials_env():
+    return {name: value for name, value in os.environ.items() if not name.startswith("ILETIMERKEZI_")}
+
+
+def test_cli_resume_of_the_next_day_s_file_sends_only_the_inserted_and_the_changed_rows(service, tmp_path, run_main):
+    count = 300
+    source = tmp_path / "kişiler.csv"
+    rows = [f"{PEOPLE[n]},r{n},s{n}\n" for n in range(count)]
+    source.write_text("id,name,surname\n" + "".join(rows), encoding="utf-8")
+    command = ["--input", str(source), "--url", service.url, "--workers", "8"]
+    assert run_main(command, CREDENTIAL_ENV)[0] == 0 and len(service.requests) == count
+    # The next day: a row inserted at the top (every line number moves), two rows changed, one id written "05007"
+    # (the same contact, the same edit: as sent, it is the same request), the columns' cells trimmed by hand.
+    rows.insert(0, f"{PEOPLE[count]},new,top\n")
+    rows[1 + 10] = f"{PEOPLE[10]},r10-changed,s10\n"
+    rows[1 + 250] = f"{PEOPLE[250]},r250,s250-changed\n"
+    rows[1 + 7] = f"0{PEOPLE[7]}, r7 ,s7\n"
+    source.write_text("id,name,surname\n" + "".join(rows), encoding="utf-8")
+    first_run = len(service.requests)
+    code, _, stderr = run_main(command, CREDENTIAL_ENV)  # without --resume: refused, naming both ways out
+    assert code == 2 and "--resume" in stderr and "remove it" in stderr and "new and changed records" in stderr
+    assert len(service.requests) == first_run
+    code, _, stderr = run_main(command + ["--resume"], CREDENTIAL_ENV)
+    assert code == 0, stderr
+    assert stderr.splitlines()[-1] == (f"iletimerkezi-edit: {count + 1} records: 3 succeeded, 0 failed; "
+                                       f"{count - 2} skipped, already confirmed in the report")
+    assert sorted(sent_names(service)[first_run:]) == ["new", "r10-changed", "r250"]
+    assert service.contacts[PEOPLE[250]]["surname"] == "s250-changed"
+    # A third run of the same file sends nothing at all.
+    code, _, stderr = run_main(command + ["--resume"], CREDENTIAL_ENV)
+    assert code == 0 and f"0 succeeded, 0 failed; {count + 1} skipped" in stderr
+    assert len(service.requests) == first_run + 3
+
+
+def test_cli_resume_after_a_503_on_an_older_edit_keeps_the_newer_one(service, tmp_path, run_main):
+    contact = PEOPLE[901]
+    source = tmp_path / "in.csv"
+    source.write_text(f"id,name\n{contact},flaky-old\n{PEOPLE[1]},other\n{contact},new-last\n", encoding="utf-8")
+    service.unavailable_once.add("flaky-old")
+    command = ["--input", str(source), "--url", service.url, "--workers", "4", "--retries", "0"]
+    code, _, stderr = run_main(command, CREDENTIAL_ENV)
+    assert code == 1 and "3 records: 2 succeeded, 1 failed (1 APIError)" in stderr
+    assert service.contacts[contact]["name"] == "new-last"
+    first_run = len(service.requests)
+    code, _, stderr = run_main(command + ["--resume"], CREDENTIAL_ENV)
+    # new-last was confirmed, but it comes after flaky-old, which was not: it is sent again, after it.
+    assert code == 0 and "3 records: 2 succeeded, 0 failed; 1 skipped" in stderr
+    assert sent_names(service)[first_run:] == ["flaky-old", "new-last"]
+    assert service.contacts[contact]["name"] == "new-last"
+
+
+def test_cli_partial_rows_of_one_contact_replay_in_order_across_runs(service, tmp_path, run_main):
+    contact = PEOPLE[902]
+    source = tmp_path / "in.csv"
+    source.write_text(f"id,name,surname\n{contact},Ayşe,\n{contact},,Yılmaz\n{PEOPLE[3]},x,\n", encoding="utf-8")
+    service.unavailable_once.add("Ayşe")
+    command = ["--input", str(source), "--url", service.url, "--workers", "4", "--retries", "0"]
+    assert run_main(command, CREDENTIAL_ENV)[0] == 1
+    assert (service.contacts[contact]["name"], service.contacts[contact]["surname"]) == ("API", "Yılmaz")
+    first_run = len(service.requests)
+    code, _, stderr = run_main(command + ["--resume"], CREDENTIAL_ENV)
+    assert code == 0 and "3 records: 2 succeeded, 0 failed; 1 skipped" in stderr
+    sent = [ET.fromstring(body).find("contact") for _, _, body in service.requests[first_run:]]
+    assert [(element.findtext("name"), element.findtext("surname")) for element in sent] == [
+        ("Ayşe", None), (None, "Yılmaz")]
+    assert (service.contacts[contact]["name"], service.contacts[contact]["surname"]) == ("Ayşe", "Yılmaz")
+    code, _, stderr = run_main(command + ["--resume"], CREDENTIAL_ENV)
+    assert code == 0 and "3 records: 0 succeeded, 0 failed; 3 skipped" in stderr
+    assert len(service.requests) == first_run + 2
+
+
+def test_cli_resume_with_the_report_of_another_file_skips_only_the_same_edits(service, tmp_path, run_main):
+    first, second = tmp_path / "a.csv", tmp_path / "b.csv"
+    first.write_text(f"id,name\n{PEOPLE[0]},a\n{PEOPLE[1]},b\n", encoding="utf-8")
+    second.write_text(f"id,name\n{PEOPLE[1]},b\n{PEOPLE[0]},a2\n{PEOPLE[2]},c\n", encoding="utf-8")
+    report = str(tmp_path / "shared.jsonl")
+    assert run_main(["--input", str(first), "--url", service.url, "--report", report], CREDENTIAL_ENV)[0] == 0
+    code, _, stderr = run_main(["--input", str(second), "--url", service.url, "--report", report, "--resume"],
+                               CREDENTIAL_ENV)
+    assert code == 0 and "3 records: 2 succeeded, 0 failed; 1 skipped" in stderr
+    assert sorted(sent_names(service)[2:]) == ["a2", "c"]
+
+
+def interrupted_run(service, tmp_path, rng, number):
+    """One real run of a file, stopped by SIGINT or SIGTERM a random moment after its first edit reached the
+    server; every edit the server stored and answered 200 must have its ok line."""
+    count = 120
+    names = [f"i{number}-{n}" for n in range(count)]
+    service.delays.update((name, rng.uniform(0.005, 0.03)) for name in names)
+    source = tmp_path / f"run{number}.jsonl"
+    source.write_text("".join(json.dumps({"id": PEOPLE[n], "name": name}) + "\n" for n, name in enumerate(names)))
+    report = Path(str(source) + ".report.jsonl")
+    chosen = rng.choice([signal.SIGINT, signal.SIGTERM])
+    before = len(service.requests)
+    child = subprocess.Popen([sys.executable, str(MODULE), "--input", str(source), "--url", service.url,
+                              "--workers", "8"], env=dict(no_credentials_env(), **CREDENTIAL_ENV),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert eventually(lambda: len(service.requests) > before or child.poll() is not None, seconds=30)
+        time.sleep(rng.uniform(0, 0.15))
+        child.send_signal(chosen)
+        _, stderr = child.communicate(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
+    lines = stderr.decode().splitlines()
+    entries = report_of(report)
+    with service.lock:
+        stored = {name for _, name in service.applied if name in set(names)}
+    reported_ok = {names[entry["line"] - 1] for entry in entries if entry["ok"]}
+    assert stored == reported_ok  # every edit the server stored has its ok line, and no other edit has one
+    assert len({entry["line"] for entry in entries}) == len(entries)  # one line per record
+    if child.returncode == 0:  # the run ended before the signal: every record done
+        assert len(entries) == count and lines[-1].endswith(f"{count} records: {count} succeeded, 0 failed")
+        return "finished"
+    assert child.returncode == {signal.SIGINT: 130, signal.SIGTERM: 143}[chosen], lines
+    assert b"Traceback" not in stderr
+    assert [line for line in lines if "interrupted" in line] == [lines[-1]]
+    assert lines[-1] == (f"iletimerkezi-edit: interrupted ({chosen.name}) after {len(entries)} records; "
+                         f"{count - len(entries)} records were not done: run the same command with --resume to "
+                         "send them")
+    return chosen.name
+
+
+def test_cli_interrupted_runs_lose_no_confirmed_edit(service, tmp_path):
+    rng = random.Random(17)
+    outcomes = collections.Counter(interrupted_run(service, tmp_path, rng, number) for number in range(4))
+    assert outcomes["finished"] < 4
+
+
+@pytest.mark.soak
+def test_cli_many_interrupted_runs_lose_no_confirmed_edit(service, tmp_path):
+    rng = random.Random(1717)
+    outcomes = collections.Counter(interrupted_run(service, tmp_path, rng, number) for number in range(40))
+    assert outcomes["SIGINT"] + outcomes["SIGTERM"] >= 30, outcomes
+    assert min(outcomes["SIGINT"], outcomes["SIGTERM"]) >= 10, outcomes
+
+
+def test_cli_sigterm_while_edits_are_in_flight_waits_for_their_answers_and_reports_them(service, tmp_path):
+    count = 30
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps({"id": PEOPLE[n], "name": f"late{n}"}) + "\n" for n in range(count)))
+    service.delays.update((f"late{n}", 0.5) for n in range(count))  # each answer comes well after the signal
+    report = Path(str(source) + ".report.jsonl")
+    child = subprocess.Popen([sys.executable, str(MODULE), "--input", str(source), "--url", service.url,
+                              "--workers", "8"], env=dict(no_credentials_env(), **CREDENTIAL_ENV),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert eventually(lambda: service.in_flight == 8, seconds=30)
+    child.send_signal(signal.SIGTERM)
+    time.sleep(0.1)
+    child.send_signal(signal.SIGINT)  # a second signal, as an impatient operator sends: the first one's run ends
+    _, stderr = child.communicate(timeout=30)
+    assert child.returncode == 143, stderr
+    entries = report_of(report)
+    assert sorted(entry["line"] for entry in entries if entry["ok"]) == sorted(
+        int(name[4:]) + 1 for _, name in service.applied)
+    assert len(service.applied) == 8 and len(entries) == 8
+    assert stderr.decode().splitlines()[-1] == (
+        "iletimerkezi-edit: interrupted (SIGTERM) after 8 records; 22 records were not done: run the same command "
+        "with --resume to send them")
+
+
+def catches_sigterm(child):
+    """Whether ``child`` has a SIGTERM handler of its own yet (Linux: /proc), else whether 1 s has passed."""
+    try:
+        caught = Path(f"/proc/{child.pid}/status").read_text()
+    except OSError:
+        time.sleep(1)
+        return True
+    mask = int(re.search(r"^SigCgt:\s*([0-9a-f]+)", caught, re.M).group(1), 16)
+    return bool(mask & (1 << (signal.SIGTERM - 1)))
+
+
+def test_cli_a_signal_while_stdin_sends_nothing_ends_the_run(service):
+    """Before the header or after it, the run waits on a pipe that sends nothing: SIGINT and SIGTERM end it."""
+    env = dict(no_credentials_env(), **CREDENTIAL_ENV)
+    cases = [(chosen, header) for chosen in ("SIGINT", "SIGTERM") for header in (b"id,name\n", b"")]
+    children = []
+    try:
+        for _, header in cases:  # side by side: each waits for the same 0.3 s
+            child = subprocess.Popen([sys.executable, str(MODULE), "--input", "-", "--format", "csv", "--url",
+                                      service.url], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE)
+            children.append(child)
+            child.stdin.write(header)
+            child.stdin.flush()
+        # Each waits for its header or its first record, which never come, once it handles SIGTERM itself.
+        assert all(eventually(lambda: catches_sigterm(child), seconds=30) for child in children)
+        time.sleep(0.2)
+        for (chosen, _), child in zip(cases, children):
+            child.send_signal(getattr(signal, chosen))
+        for (chosen, header), child in zip(cases, children):
+            _, stderr = child.communicate(timeout=30)
+            assert child.returncode == {"SIGINT": 130, "SIGTERM": 143}[chosen], (chosen, header, stderr)
+            last = stderr.decode().splitlines()[-1]
+            if header:
+                assert last.startswith(f"iletimerkezi-edit: interrupted ({chosen}) after 0 records") and (
+                    "--resume" in last)
+            else:
+                assert last == (f"iletimerkezi-edit: interrupted ({chosen}) before the first record was read; "
+                                "nothing was sent")
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+            child.communicate()
+    assert service.requests == []
+
+
+DRY_RUN_CSV = "id,name,surname\n5000,a,\nabc,b,\n5002,\"c\x01\",\n5003,d,e,extra\n5004,,f\n"
+
+
+def test_cli_dry_run_of_a_file_checks_every_record_without_credentials_or_sending(service, tmp_path, run_main):
+    source = tmp_path / "in.csv"
+    source.write_text(DRY_RUN_CSV, encoding="utf-8")
+    code, stdout, stderr = run_main(["--input", str(source), "--dry-run", "--url", service.url])
+    assert code == 1 and stdout == ""
+    lines = stderr.splitlines()
+    assert [line.split(":")[1].strip() for line in lines[:-1]] == ["line 3", "line 4", "line 5"]
+    assert "contact.id" in lines[0] and "U+0001" in lines[1] and "4 cells" in lines[2]
+    assert lines[-1] == "iletimerkezi-edit: 5 records: 2 valid, 3 bad; nothing was sent (--dry-run)"
+    assert service.requests == [] and not Path(str(source) + ".report.jsonl").exists()
+    # What a real run refuses, it refuses with the same words.
+    code, _, real = run_main(["--input", str(source), "--url", service.url], CREDENTIAL_ENV)
+    assert code == 1 and len(service.requests) == 2
+    messages = sorted(entry["message"] for entry in report_of(str(source) + ".report.jsonl") if not entry["ok"])
+    assert messages == sorted(line.split(": ", 2)[2] for line in lines[:-1])
+
+
+def test_cli_dry_run_of_a_valid_file_exits_0_and_of_an_unreadable_one_2(tmp_path, run_main):
+    source = tmp_path / "in.csv"
+    source.write_text("id,name\n5000,a\n5001,b\n", encoding="utf-8")
+    code, _, stderr = run_main(["--input", str(source), "--dry-run"])
+    assert code == 0 and stderr == "iletimerkezi-edit: 2 records: 2 valid, 0 bad; nothing was sent (--dry-run)\n"
+    assert run_main(["--input", str(tmp_path / "missing.csv"), "--dry-run"])[0] == 2
+    source.write_bytes(b"id,name\n5000,\xfe\n")
+    code, _, stderr = run_main(["--input", str(source), "--dry-run"])
+    assert code == 2 and "not valid UTF-8" in stderr
+    source.write_text("name\nx\n", encoding="utf-8")
+    assert run_main(["--input", str(source), "--dry-run"])[0] == 2
+
+
+def test_cli_dry_run_with_a_report_writes_one_that_confirms_nothing(service, tmp_path, run_main):
+    source = tmp_path / "in.csv"
+    source.write_text(DRY_RUN_CSV, encoding="utf-8")
+    report = tmp_path / "checked.jsonl"
+    assert run_main(["--input", str(source), "--dry-run", "--report", str(report)])[0] == 1
+    entries = report_of(report)
+    assert sorted(entry["line"] for entry in entries) == [2, 3, 4, 5, 6]
+    assert not any(entry["ok"] for entry in entries)  # nothing was confirmed by the server
+    # The operator then runs for real with that report and --resume: every valid record is sent.
+    code, _, stderr = run_main(["--input", str(source), "--url", service.url, "--report", str(report), "--resume"],
+                               CREDENTIAL_ENV)
+    assert code == 1 and "5 records: 2 succeeded, 3 failed (3 ValidationError)" in stderr
+    assert collections.Counter(sent_names(service)) == {"a": 1, None: 1}
+
+
+def test_cli_dry_run_then_the_real_run_is_not_blocked_by_a_report(service, tmp_path, run_main):
+    source = tmp_path / "in.csv"
+    source.write_text("id,name\n5000,a\n5001,b\n", encoding="utf-8")
+    assert run_main(["--input", str(source), "--dry-run"])[0] == 0
+    code, _, stderr = run_main(["--input", str(source), "--url", service.url], CREDENTIAL_ENV)
+    assert code == 0 and "2 records: 2 succeeded, 0 failed" in stderr and len(service.requests) == 2
+
+
+def test_cli_dry_run_with_resume_says_what_the_real_run_would_send(service, tmp_path, run_main):
+    source = tmp_path / "in.csv"
+    source.write_text(f"id,name\n{PEOPLE[0]},a\n4242,b\nabc,c\n{PEOPLE[0]},d\n{PEOPLE[1]},e\n", encoding="utf-8")
+    service.unavailable_once.add("a")
+    command = ["--input", str(source), "--url", service.url, "--retries", "0"]
+    assert run_main(command, CREDENTIAL_ENV)[0] == 1  # a: 503; 4242: 465; abc: refused; d and e: ok
+    code, _, stderr = run_main(command + ["--resume", "--dry-run"])
+    assert code == 1
+    assert stderr.splitlines()[-1] == ("iletimerkezi-edit: 5 records: 3 valid, 1 bad; nothing was sent (--dry-run); "
+                                       "--resume would send 3, refuse 1 and skip 1, already confirmed in the report")
+    requests = len(service.requests)
+    code, _, stderr = run_main(command + ["--resume"], CREDENTIAL_ENV)
+    assert "5 records: 2 succeeded, 2 failed (1 APIError, 1 ValidationError); 1 skipped" in stderr
+    assert len(service.requests) - requests == 3  # a, 4242 and d: what the dry run said
+
+
+def test_cli_failures_file_of_a_cp1254_semicolon_csv_opens_as_it_and_runs_clean_once_fixed(service, tmp_path,
+                                                                                          run_main):
+    import csv
+
+    source = tmp_path / "kişiler.csv"
+    source.write_bytes(("id;name;surname\r\n"
+                        "5000;Şule;Öz\r\n"
+                        "4242;Ayşe;\"Çelik; Ünlü\"\r\n"
+                        "5002;\"İğ\x01\";Gök\r\n"
+                        "5003;düşen;Işık\r\n"
+                        "5004;Ömer;Ağ\r\n").encode("cp1254"))
+    service.dropped_names.add("düşen")  # no answer at all
+    failures = tmp_path / "hatalar.csv"
+    command = ["--input", str(source), "--encoding", "cp1254", "--url", service.url, "--retries", "0",
+               "--failed", str(failures)]
+    code, _, stderr = run_main(command, CREDENTIAL_ENV)
+    assert code == 1 and "5 records: 2 succeeded, 3 failed (1 APIError, 1 TransportError, 1 ValidationError)" in stderr
+    assert os.stat(failures).st_mode & 0o777 == 0o600
+    raw = failures.read_bytes()
+    assert b"\r\n" in raw and raw.decode("cp1254").startswith("id;name;surname;error\r\n")
+    rows = list(csv.reader(raw.decode("cp1254").splitlines(), delimiter=";"))
+    assert len(rows) == 4 and all(len(row) == 4 for row in rows)
+    assert sorted(row[:3] for row in rows[1:]) == [["4242", "Ayşe", "Çelik; Ünlü"], ["5002", "İğ\x01", "Gök"],
+                                             ["5003", "düşen", "Işık"]]
+    errors = {row[0]: row[3] for row in rows[1:]}
+    assert errors["4242"].startswith("APIError: 465 ") and errors["5002"].startswith("ValidationError: ")
+    assert errors["5003"].startswith("TransportError: ")
+    # Never overwritten without --resume (another report name, so that the report is not what refuses).
+    code, _, stderr = run_main(command + ["--report", str(tmp_path / "r2.jsonl")], CREDENTIAL_ENV)
+    assert code == 2 and "failures file" in stderr and "--resume" in stderr and failures.read_bytes() == raw
+    assert not (tmp_path / "r2.jsonl").exists()
+    # Fixed in Excel (the error column left in place) and run as it is: it runs clean.
+    service.dropped_names.clear()
+    fixed = raw.decode("cp1254").replace("4242;", "5001;").replace("İğ\x01", "İğ")
+    failures.write_bytes(fixed.encode("cp1254"))
+    requests = len(service.requests)
+    code, _, stderr = run_main(["--input", str(failures), "--encoding", "cp1254", "--url", service.url],
+                               CREDENTIAL_ENV)
+    assert code == 0 and "3 records: 3 succeeded, 0 failed" in stderr
+    assert sorted(sent_names(service)[requests:]) == ["Ayşe", "düşen", "İğ"]
+    assert service.contacts[5001]["surname"] == "Çelik; Ünlü"
+
+
+def test_cli_failures_file_is_0600_even_where_it_existed_and_resume_replaces_it(service, tmp_path, run_main):
+    source = tmp_path / "in.csv"
+    source.write_text("id,name\n4242,a\n5000,b\n", encoding="utf-8")
+    failures = tmp_path / "failed.csv"
+    failures.write_text("old\n")
+    os.chmod(failures, 0o644)
+    command = ["--input", str(source), "--url", service.url, "--failed", str(failures)]
+    assert run_main(command, CREDENTIAL_ENV)[0] == 2 and failures.read_text() == "old\n"  # no report yet: this refuses
+    assert service.requests == []
+    code, _, _ = run_main(command + ["--resume"], CREDENTIAL_ENV)
+    assert code == 1 and os.stat(failures).st_mode & 0o777 == 0o600
+    assert failures.read_text(encoding="utf-8-sig").splitlines()[1].startswith("4242,a,APIError: 465")
+
+
+def test_cli_failures_file_of_json_lines_keeps_each_object_with_an_error_key(service, tmp_path, run_main):
+    source = tmp_path / "in.jsonl"
+    lines = [json.dumps({"id": 4242, "name": "Ayşe", "error": "yesterday's"}, ensure_ascii=False),
+             json.dumps({"id": 5000, "name": "ok", "error": "fixed"}),
+             "{not json",
+             json.dumps({"id": 5001, "name": "x\x01"})]
+    source.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    failures = tmp_path / "failed.jsonl"
+    code, _, stderr = run_main(["--input", str(source), "--url", service.url, "--failed", str(failures)],
+                               CREDENTIAL_ENV)
+    assert code == 1 and "4 records: 1 succeeded, 3 failed" in stderr  # the error key was ignored on line 2
+    assert os.stat(failures).st_mode & 0o777 == 0o600
+    assert not failures.read_bytes().startswith(codecs.BOM_UTF8)  # JSON has no BOM: jq and json.loads refuse one
+    written = failures.read_text(encoding="utf-8").splitlines()  # as each record ended, not in input order
+    assert len(written) == 3 and "{not json" in written
+    objects = sorted((json.loads(text) for text in written if text != "{not json"), key=lambda value: value["id"])
+    first, last = objects
+    assert first == {"id": 4242, "name": "Ayşe", "error": first["error"]}  # yesterday's error replaced
+    assert first["error"].startswith("APIError: 465")
+    assert last["name"] == "x\x01" and last["error"].startswith("ValidationError: ")
+
+
+def test_cli_failed_may_name_neither_the_input_nor_the_report(service, tmp_path, run_main):
+    source = tmp_path / "in.csv"
+    source.write_text("id,name\n5000,a\n4242,b\n", encoding="utf-8")
+    report = Path(str(source) + ".report.jsonl")
+    assert run_main(["--input", str(source), "--url", service.url], CREDENTIAL_ENV)[0] == 1
+    before = report.read_bytes()
+    for failed in (str(source), str(report)):
+        code, _, stderr = run_main(["--input", str(source), "--url", service.url, "--resume", "--failed", failed],
+                                   CREDENTIAL_ENV)
+        assert code == 2 and "--failed" in stderr, stderr
+    code, _, stderr = run_main(["--input", str(source), "--url", service.url, "--resume", "--report", str(source)],
+                               CREDENTIAL_ENV)
+    assert code == 2 and "--report" in stderr, stderr
+    fresh = tmp_path / "fresh.jsonl"
+    code, _, stderr = run_main(["--input", str(source), "--url", service.url, "--report", str(fresh), "--failed",
+                                str(fresh)], CREDENTIAL_ENV)
+    assert code == 2 and "--failed" in stderr and not fresh.exists()
+    assert report.read_bytes() == before and source.read_text() == "id,name\n5000,a\n4242,b\n"
+    assert len(service.requests) == 2
+
 
 
 # ---------------------------------------------------------------------------

@@ -2496,7 +2496,7 @@ _TURKISH_HEADERS = (  # as a Turkish sheet writes them; matched folded
 def _fold_header(name: str) -> str:
     """``name`` as headers are compared: NFC, Turkish I's folded, case-folded, blanks trimmed and collapsed."""
     text = unicodedata.normalize("NFC", name).replace("\ufeff", "").translate(_TURKISH_I)  # NFC: I + U+0307 is İ
-    return " ".join(text.casefold().split())
+    return " ".join(text.casefold().replace("i\u0307", "i").split())  # "İD".lower() is "i\u0307d"
 
 
 def _canonical_field(folded: str, known: Sequence[str]) -> Optional[str]:
@@ -2952,16 +2952,21 @@ class _RelationshipsReader(_XmlHandler):
 
 
 class _WorkbookReader(_XmlHandler):
-    """xl/workbook.xml: the relationship id of the first <sheet>, and whether dates count from 1904."""
+    """xl/workbook.xml: the relationship id of the first <sheet> not hidden (else the first), and whether dates
+    count from 1904. A hidden sheet (a lookup table) is not the first sheet its user sees."""
 
     def __init__(self) -> None:
         self.first_sheet: Optional[str] = None
+        self.first_visible = False
         self.date1904 = False
 
     def start(self, tag: str, attributes: Dict[str, str]) -> None:
-        if tag == "sheet" and self.first_sheet is None:
-            self.first_sheet = next((value for key, value in attributes.items()
-                                     if ":" in key and _local(key) == "id"), "")  # r:id, whatever the prefix
+        if tag == "sheet" and not self.first_visible:
+            visible = attributes.get("state", "visible") not in ("hidden", "veryHidden")
+            if self.first_sheet is None or visible:
+                self.first_sheet = next((value for key, value in attributes.items()
+                                         if ":" in key and _local(key) == "id"), "")  # r:id, whatever the prefix
+                self.first_visible = visible
         elif tag == "workbookPr":
             self.date1904 = attributes.get("date1904", "").lower() in ("1", "true")
 
@@ -3325,8 +3330,10 @@ def _open_text(path: str, given: Optional[str]) -> Tuple[Iterator[str], str, Cal
     try:
         if path == "-" or not _is_regular_file(path):
             binary: Any = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115  # closed by caller
-            encoding = _input_encoding(binary.peek(4)[:4] if hasattr(binary, "peek") else b"", given)
-            lines = _decoded_lines(binary, encoding, given is None, "standard input" if path == "-" else path)
+            head = _read_head(binary)  # peek() would return what one read brings: a pipe may bring 1 byte
+            encoding = _input_encoding(head, given)
+            lines = _decoded_lines(_HeadFirst(head, binary), encoding, given is None,  # type: ignore[arg-type]
+                                   "standard input" if path == "-" else path)
             return lines, encoding, (lambda: None) if path == "-" else binary.close
         with open(path, "rb") as head:
             encoding = _input_encoding(head.read(4), given)
@@ -3335,6 +3342,33 @@ def _open_text(path: str, given: Optional[str]) -> Tuple[Iterator[str], str, Cal
     except OSError as exc:
         raise _InputError(f"cannot read {path}: {exc.strerror or exc}") from None
     return stream, encoding, stream.close
+
+
+def _read_head(binary: BinaryIO) -> bytes:
+    """The first 4 bytes of a stream (fewer only at its end), however few each read brings: a BOM is up to 4."""
+    head = b""
+    while len(head) < 4:
+        chunk = binary.read(4 - len(head))
+        if not chunk:
+            break
+        head += chunk
+    return head
+
+
+class _HeadFirst:
+    """A byte stream whose first bytes were read to find a BOM: they come first again, then the rest."""
+
+    def __init__(self, head: bytes, binary: BinaryIO) -> None:
+        self._head = head
+        self._read: Callable[[int], bytes] = getattr(binary, "read1", binary.read)
+
+    def read1(self, size: int = -1) -> bytes:
+        if self._head:
+            head, self._head = self._head, b""
+            return head
+        return self._read(size)
+
+    read = read1  # what _decoded_lines falls back to; never called while read1 is there
 
 
 def _delimiter_of(header_line: str) -> str:
@@ -3373,15 +3407,18 @@ def _sheet_records(rows: Iterator[Any], args: argparse.Namespace, layout: _Layou
     skipped = [*args.skip_column, *(cell for cell in header if _fold_header(cell) == _ERROR_COLUMN)]
     columns = _csv_columns(header, _CSV_COLUMNS, _column_options(args.column, _CSV_COLUMNS), skipped,
                            f"{where} line {first[0]}")
-    return layout._replace(header=header), _row_records(rows, header, columns, args.empty_cells == "clear")
+    width = len(header) if layout.format == "xlsx" else 0  # a sheet's row ends at its last value: the rest is empty
+    return layout._replace(header=header), _row_records(rows, header, columns, args.empty_cells == "clear", width)
 
 
 def _row_records(rows: Iterator[SheetRow], header: List[str], columns: List[Optional[str]],
-                 clear: bool) -> Iterator[_Record]:
+                 clear: bool, width: int = 0) -> Iterator[_Record]:
     for line, row in rows:
         if isinstance(row, ValidationError):
             yield _Record(line, row, [])
             continue
+        if len(row) < width:
+            row = [*row, *[""] * (width - len(row))]
         raw = [str(cell) for cell in row]
         if all(not cell.strip() for cell in raw):
             continue  # a blank line, or one of empty cells
@@ -3584,9 +3621,11 @@ class _FailuresFile:
         with contextlib.suppress(AttributeError, OSError):  # an existing file keeps its mode on O_TRUNC
             os.fchmod(descriptor, 0o600)
         self._layout = layout
-        # JSON Lines are UTF-8 without a BOM (JSON forbids one); a CSV keeps the input's encoding.
+        # JSON Lines are UTF-8 without a BOM (JSON forbids one); a CSV keeps the input's encoding. errors="replace":
+        # the cells were read strictly in that encoding, so only an error message (the 401 text's arrows, a server's
+        # message) can hold a character it lacks; that character becomes "?".
         encoding = "utf-8" if layout.format == "jsonl" else layout.encoding
-        self._stream = open(descriptor, "w", encoding=encoding, newline="")  # noqa: SIM115
+        self._stream = open(descriptor, "w", encoding=encoding, errors="replace", newline="")  # noqa: SIM115
         self._error_at = len(layout.header)
         if layout.format != "jsonl":
             self._csv = csv.writer(self._stream, delimiter=layout.delimiter, lineterminator=layout.line_end)

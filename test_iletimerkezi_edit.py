@@ -6,14 +6,18 @@ status line, Turkish UTF-8 reason phrases, pretty-printed ``text/xml`` bodies);
 raw sockets stand in for networks that fail.
 """
 
+import base64
 import codecs
 import collections
 import contextlib
+import csv
 import dataclasses
+import datetime
 import hashlib
 import hmac
 import http.server
 import importlib.util
+import io
 import json
 import logging
 import os
@@ -31,6 +35,7 @@ import traceback
 import tracemalloc
 import types
 import xml.etree.ElementTree as ET
+import zipfile
 from pathlib import Path
 from xml.sax.saxutils import escape as xml_escape
 
@@ -4159,6 +4164,1142 @@ def test_cli_failed_may_name_neither_the_input_nor_the_report(service, tmp_path,
     assert report.read_bytes() == before and source.read_text() == "id,name\n5000,a\n4242,b\n"
     assert len(service.requests) == 2
 
+
+
+# ---------------------------------------------------------------------------
+# Command line: spreadsheets as Turkish offices make them
+# ---------------------------------------------------------------------------
+#
+# Files made the ways offices make them (wire-facts.md, "Spreadsheets in Turkish offices"), run end to end against
+# the fake service; then the reading functions one by one (encodings, headers, cells, .xlsx, hostile workbooks).
+
+
+def sent_contacts(service):
+    """The <contact> of every request the service was sent, in the order it got them."""
+    return [ET.fromstring(body).find("contact") for _, _, body in service.requests]
+
+
+def contact_sent_for(service, contact_id):
+    (contact,) = [contact for contact in sent_contacts(service) if contact.findtext("id") == str(contact_id)]
+    return contact
+
+
+# Excel's "CSV (Comma delimited)" in a Turkish locale: Windows-1254, ";", CRLF. Line 3 holds the first letter that
+# is not ASCII (Ş, byte 0xDE), so a run without --encoding must name line 3.
+TURKISH_EXCEL_ROWS = [
+    ["id", "Ad", "Soyad", "Cep Telefonu", "Gruplar"],
+    ["5000", "Ali", "Kaya", "+905051112233", "9"],
+    ["5001", "Şule", "Işığı", "905052223344", "9, 12"],
+    ["5002", "İlkay Ğ", "Öztürk Şahin", "", "12"],
+    ["5003", "Ayşe", "Doğan", "5053334455", ""],
+]
+
+
+def cp1254_csv(rows):
+    text = "".join(";".join(f'"{cell}"' if ";" in cell else cell for cell in row) + "\r\n" for row in rows)
+    return text.encode("cp1254")
+
+
+def test_cli_cp1254_csv_is_refused_whole_without_encoding_and_read_exactly_with_it(service, tmp_path, run_main):
+    source = tmp_path / "kişiler.csv"
+    source.write_bytes(cp1254_csv(TURKISH_EXCEL_ROWS))
+    assert b"\xfe" in source.read_bytes() and b"\xdd" in source.read_bytes()  # ş and İ, single bytes
+    command = ["--input", str(source), "--url", service.url, "--workers", "1"]
+    code, _, stderr = run_main(command, CREDENTIAL_ENV)
+    assert code == 2 and f"{source} line 3 is not valid UTF-8 (at 0xDE)" in stderr
+    assert "Windows-1254" in stderr and "--encoding cp1254" in stderr and '"CSV UTF-8"' in stderr
+    assert service.requests == [] and not Path(str(source) + ".report.jsonl").exists()  # line 2 was not sent either
+    code, _, stderr = run_main(command + ["--encoding", "cp1254"], CREDENTIAL_ENV)
+    assert code == 0 and "4 records: 4 succeeded, 0 failed" in stderr
+    stored = service.contacts
+    assert [(stored[n]["name"], stored[n]["surname"]) for n in range(5000, 5004)] == [
+        ("Ali", "Kaya"), ("Şule", "Işığı"), ("İlkay Ğ", "Öztürk Şahin"), ("Ayşe", "Doğan")]
+    assert stored[5001]["groups"] == [9, 12] and stored[5001]["gsm"] == "905052223344"
+    assert stored[5002]["gsm"] == "+905056663325"  # an empty cell left it as it was
+    assert sorted(entry["line"] for entry in report_of(str(source) + ".report.jsonl")) == [2, 3, 4, 5]
+
+
+def test_cli_cp1254_with_its_failures_file_in_cp1254_even_for_messages_it_cannot_spell(service, tmp_path, run_main):
+    """The 401 message has arrows (Settings → Security), which cp1254 lacks: the failures file gets "?" for them."""
+    source = tmp_path / "kişiler.csv"
+    source.write_bytes(cp1254_csv(TURKISH_EXCEL_ROWS[:3]))
+    failed = tmp_path / "hatalı.csv"
+    code, _, stderr = run_main(["--input", str(source), "--encoding", "cp1254", "--url", service.url,
+                                "--failed", str(failed)], {"ILETIMERKEZI_KEY": KEY, "ILETIMERKEZI_SECRET": "wrong"})
+    assert code == 1 and "2 records: 0 succeeded, 2 failed (2 AuthenticationError)" in stderr
+    text = failed.read_bytes().decode("cp1254")
+    lines = text.split("\r\n")
+    assert lines[0] == "id;Ad;Soyad;Cep Telefonu;Gruplar;error"
+    assert sorted(line.split(";")[1] for line in lines[1:3]) == ["Ali", "Şule"]
+    assert "AuthenticationError: 401" in text and "Settings ? Security" in text
+
+
+def test_cli_a_bom_that_contradicts_encoding_and_empty_or_header_only_files(service, tmp_path, run_main):
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes("\ufeffid;Ad\r\n5000;Şule\r\n".encode("utf-8"))
+    code, _, stderr = run_main(["--input", str(bom), "--encoding", "cp1254", "--url", service.url], CREDENTIAL_ENV)
+    assert code == 2 and "byte order mark" in stderr and "leave --encoding out" in stderr
+    empty = tmp_path / "empty.csv"
+    empty.write_bytes(b"")
+    code, _, stderr = run_main(["--input", str(empty), "--url", service.url], CREDENTIAL_ENV)
+    assert code == 2 and "the first line must be the header" in stderr
+    assert service.requests == []
+    header_only = tmp_path / "header.csv"
+    header_only.write_bytes("İD;Ad\r\n;;\r\n".encode("utf-8"))
+    code, _, stderr = run_main(["--input", str(header_only), "--url", service.url], CREDENTIAL_ENV)
+    assert code == 0 and "0 records: 0 succeeded, 0 failed" in stderr and service.requests == []
+
+
+def test_cli_reads_unicode_text_utf16_with_its_bom_and_tabs_without_options(service, tmp_path, run_main):
+    """Excel's "Unicode Text (*.txt)": UTF-16 LE with a BOM, tab-separated, CRLF."""
+    text = "İD\tAd\tSoyadı\tCep Telefonu\r\n5000\tŞükrü\tIşığı\t0505 123 45 67\r\n5001\tĞ İ\t\"a\tb\"\t\r\n"
+    source = tmp_path / "kişiler.txt"
+    source.write_bytes(codecs.BOM_UTF16_LE + text.encode("utf-16-le"))
+    code, _, stderr = run_main(["--input", str(source), "--url", service.url, "--failed",
+                                str(tmp_path / "f.txt")], CREDENTIAL_ENV)
+    assert code == 1 and "2 records: 1 succeeded, 1 failed (1 APIError)" in stderr  # the fake refuses 0505... (466)
+    assert contact_sent_for(service, 5000).findtext("gsm") == "0505 123 45 67"  # other phone forms go as written
+    assert (service.contacts[5001]["name"], service.contacts[5001]["surname"]) == ("Ğ İ", "a\tb")
+    failed = (tmp_path / "f.txt").read_bytes()
+    assert failed.startswith(codecs.BOM_UTF16_LE)  # written as it was read
+    assert failed.decode("utf-16").startswith("İD\tAd\tSoyadı\tCep Telefonu\terror\r\n5000\tŞükrü\t")
+
+
+@pytest.mark.parametrize("name", ["kişiler.TSV", "kişiler.TXT", "kişiler.Csv"])
+def test_cli_tsv_and_txt_in_any_case_are_csv_with_the_delimiter_of_the_header(service, tmp_path, run_main, name):
+    source = tmp_path / name
+    source.write_text("ID;Ad\n5000;a,b\tc\n", encoding="utf-8")
+    code, _, _ = run_main(["--input", str(source), "--url", service.url], CREDENTIAL_ENV)
+    assert code == 0 and sent_names(service) == ["a,b\tc"]
+
+
+def test_cli_turkish_headers_and_capitals(service, tmp_path, run_main):
+    header = ["İD", "Ad", "Soyadı", "Cep Telefonu", "Gruplar", "EMAİL", "FİELD:1"]
+    rows = [["5000", "Şule", "Yılmaz", "+905051112233", "9, 12", "sule@örnek.com.tr", "27.09.2024"]]
+    source = tmp_path / "kişiler.csv"
+    source.write_text("".join(";".join(row) + "\r\n" for row in [header, *rows]), encoding="utf-8-sig")
+    code, _, stderr = run_main(["--input", str(source), "--url", service.url], CREDENTIAL_ENV)
+    assert code == 0, stderr
+    contact = contact_sent_for(service, 5000)
+    assert [child.tag for child in contact] == ["id", "name", "surname", "email", "gsm", "custom_fields", "groups"]
+    assert (contact.findtext("name"), contact.findtext("surname"), contact.findtext("gsm")) == (
+        "Şule", "Yılmaz", "+905051112233")
+    assert contact.findtext("email") == "sule@örnek.com.tr"
+    assert contact.findtext("custom_fields/custom_field/value") == "27.09.2024"
+    assert [group.text for group in contact.find("groups")] == ["9", "12"]
+
+
+@pytest.mark.parametrize("written", ["İd", "I\u0307d", "İD".lower(), "ID", "iD", "\ufeffId"])
+def test_cli_every_spelling_of_id_is_the_id_column(service, tmp_path, run_main, written):
+    source = tmp_path / "in.csv"
+    source.write_text(f"{written};ADI\n5000;a\n", encoding="utf-8")
+    code, _, stderr = run_main(["--input", str(source), "--url", service.url], CREDENTIAL_ENV)
+    assert code == 0, stderr
+    assert sent_names(service) == ["a"]
+
+
+def test_cli_mapped_and_skipped_columns_with_a_trailing_delimiter(service, tmp_path, run_main):
+    source = tmp_path / "liste.csv"
+    source.write_text("Kimlik No;İsim;Notlar;Şube;\r\n"
+                      "5000;Ali;ilk not;Kadıköy;\r\n"
+                      "5001;Veli;;Beşiktaş;\r\n"
+                      "5002;Ayşe;;;kayıp değer\r\n", encoding="utf-8")
+    code, _, stderr = run_main(["--input", str(source), "--url", service.url, "--column", "KİMLİK NO=id",
+                                "--column", "Notlar=field:2", "--skip-column", "şube"], CREDENTIAL_ENV)
+    assert code == 1 and "3 records: 2 succeeded, 1 failed (1 ValidationError)" in stderr
+    assert service.contacts[5000]["fields"][2] == "ilk not" and service.contacts[5000]["name"] == "Ali"
+    assert sorted(sent_names(service)) == ["Ali", "Veli"]  # Şube went nowhere; the value under "" is refused
+    (bad,) = [entry for entry in report_of(str(source) + ".report.jsonl") if not entry["ok"]]
+    assert bad["line"] == 4 and "column 5 has a value but no header" in bad["message"]
+
+
+@pytest.mark.parametrize("header, options, message", [
+    ("id;Ad;Notlar", [], "unknown column 'Notlar' (column 3)"),
+    ("id;Ad Soyad", [], "unknown column 'Ad Soyad'"),  # a full name is not the name: the run stops
+    ("id;Ad;name", [], "columns 'Ad', 'name' all fill name"),
+    ("id;Ad", ["--column", "Telefon=gsm"], "--column names 'Telefon', which is not a column"),
+    ("id;Ad", ["--skip-column", "Notlar"], "--skip-column names 'Notlar', which is not a column"),
+    ("id;Ad", ["--column", "Ad=telefon"], "'telefon' is not a field"),
+    ("Ad;Soyad", [], "has no id column"),
+])
+def test_cli_headers_that_stop_the_run_before_anything_is_sent(service, tmp_path, run_main, header, options,
+                                                              message):
+    source = tmp_path / "in.csv"
+    source.write_text(header + "\n5000;a;b\n", encoding="utf-8")
+    code, _, stderr = run_main(["--input", str(source), "--url", service.url, *options], CREDENTIAL_ENV)
+    assert code == 2 and message in stderr, stderr
+    if "unknown column" in message:
+        assert "--column" in stderr and "--skip-column" in stderr
+    assert service.requests == []
+
+
+def test_cli_scientific_phones_are_bad_records_and_no_break_spaces_are_trimmed(service, tmp_path, run_main):
+    source = tmp_path / "in.csv"
+    source.write_text("id;Ad;GSM\r\n"
+                      "5000;\u00a0Ali\u202f;\u00a0+905051112233\u202f\r\n"
+                      "5001;b;5,3257E+09\r\n"
+                      "5002;c;9.05056663325E+11\r\n"
+                      "5003;d;(0505) 123-4567\r\n", encoding="utf-8")
+    code, _, stderr = run_main(["--input", str(source), "--url", service.url], CREDENTIAL_ENV)
+    assert code == 1 and "4 records: 1 succeeded, 3 failed (1 APIError, 2 ValidationError)" in stderr
+    assert (service.contacts[5000]["name"], service.contacts[5000]["gsm"]) == ("Ali", "+905051112233")
+    assert sorted(sent_names(service)) == ["Ali", "d"]  # the scientific ones were not sent
+    assert contact_sent_for(service, 5003).findtext("gsm") == "(0505) 123-4567"
+    report = {entry["line"]: entry for entry in report_of(str(source) + ".report.jsonl")}
+    for line, shown in ((3, "5,3257E+09"), (4, "9.05056663325E+11")):
+        assert report[line]["error"] == "ValidationError" and shown in report[line]["message"]
+        assert "format the phone column as Text" in report[line]["message"]
+
+
+def test_cli_empty_cells_clear_sends_empty_elements(service, tmp_path, run_main):
+    source = tmp_path / "in.csv"
+    source.write_text("id;Ad;Soyad;Gruplar;field:1\r\n5000;;Kaya;;\r\n", encoding="utf-8")
+    code, _, _ = run_main(["--input", str(source), "--url", service.url], CREDENTIAL_ENV)
+    assert code == 0
+    body = service.requests[-1][2]
+    assert b"<name" not in body and b"<groups" not in body and b"<custom_fields" not in body  # leave: the default
+    code, _, _ = run_main(["--input", str(source), "--url", service.url, "--empty-cells", "clear", "--report",
+                           str(tmp_path / "clear.jsonl")], CREDENTIAL_ENV)
+    assert code == 0
+    body = service.requests[-1][2]
+    assert b"<name></name>" in body and b"<groups></groups>" in body and b"<value></value>" in body
+    field = ET.fromstring(body).find("contact/custom_fields/custom_field")
+    assert (field.findtext("id"), field.findtext("value")) == ("1", "")
+    assert service.contacts[5000]["name"] == "" and service.contacts[5000]["groups"] == []
+    assert service.contacts[5000]["fields"] == {1: "", 2: "cip"} and service.contacts[5000]["surname"] == "Kaya"
+
+
+def test_cli_json_lines_values_stay_exact(service, tmp_path, run_main):
+    source = tmp_path / "in.jsonl"
+    source.write_text(json.dumps({"id": 5000, "name": "\u00a0 Ali \u202f", "gsm": "+905051112233"}) + "\n",
+                      encoding="utf-8")
+    code, _, _ = run_main(["--input", str(source), "--url", service.url, "--empty-cells", "clear"], CREDENTIAL_ENV)
+    assert code == 0 and sent_names(service) == ["\u00a0 Ali \u202f"]
+
+
+def test_cli_stdin_is_decoded_as_it_streams_and_stops_at_a_bad_byte(service, tmp_path):
+    """What came before the bad byte was read, sent and reported; nothing after it is sent."""
+    report = tmp_path / "report.jsonl"
+    env = dict({name: value for name, value in os.environ.items() if not name.startswith("ILETIMERKEZI_")},
+               **CREDENTIAL_ENV)
+    child = subprocess.Popen([sys.executable, str(MODULE), "--input", "-", "--format", "csv", "--url", service.url,
+                              "--workers", "1", "--report", str(report)], env=env, stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    good = [f"r{n}" for n in range(8)]  # twice the window of one worker: some are sent while it waits for more
+    child.stdin.write(("İD;Ad\r\n" + "".join(f"{PEOPLE[n]};r{n}\r\n" for n in range(8))).encode("utf-8"))
+    child.stdin.flush()
+    assert eventually(lambda: len(service.requests) >= 4, seconds=30)  # the good lines came in a read of their own
+    _, stderr = child.communicate("5100;Şule\r\n5101;sonra\r\n".encode("cp1254"), timeout=30)
+    stderr = stderr.decode("utf-8")
+    assert child.returncode == 2 and "Traceback" not in stderr
+    assert "cannot read the input any further: standard input line 10 is not valid UTF-8 (at 0xDE)" in stderr
+    assert "--encoding cp1254" in stderr
+    assert sent_names(service) == good  # every record read before the bad byte, none after it
+    assert [(entry["line"], entry["ok"]) for entry in report_of(report)] == [(line, True) for line in range(2, 10)]
+
+
+# -- .xlsx, end to end -------------------------------------------------------------
+
+
+def turkish_workbook(path):
+    """A workbook as a Turkish office keeps contacts: text, a phone typed as a number, dates, an error cell."""
+    openpyxl = pytest.importorskip("openpyxl")
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.title = "Kişiler"
+    sheet.append(["İD", "Ad", "Soyadı", "Cep Telefonu", "Gruplar", "FİELD:1"])
+    sheet.append([5000, "Şule", "Işığı İğdeli", 905051234567, "9, 12", datetime.date(2024, 9, 27)])
+    sheet["F2"].number_format = "dd.mm.yyyy"  # a custom code, as a Turkish Excel shows a date
+    sheet.append([])  # row 3: empty
+    sheet.append([5001, "Ğazal", None, 5325551122.0, 15, datetime.date(2024, 9, 28)])
+    sheet["F4"].number_format = "mm-dd-yy"  # built-in format 14
+    sheet.append([5002, "Hata", None, "#N/A"])  # an error cell: a bad record
+    sheet.append([4242, "Yok"])  # a contact the service does not know: 465
+    book.save(path)
+    return path
+
+
+def test_cli_reads_an_xlsx_as_excel_shows_it(service, tmp_path):
+    source = turkish_workbook(tmp_path / "kişiler.xlsx")
+    failed = tmp_path / "hatalı.csv"
+    code, _, stderr = run_cli(["--input", str(source), "--url", service.url, "--failed", str(failed)],
+                              CREDENTIAL_ENV)
+    assert code == 1 and "4 records: 2 succeeded, 2 failed (1 APIError, 1 ValidationError)" in stderr, stderr
+    first, second = service.contacts[5000], service.contacts[5001]
+    assert (first["name"], first["surname"], first["gsm"], first["groups"]) == (
+        "Şule", "Işığı İğdeli", "905051234567", [9, 12])
+    assert first["fields"][1] == "27/09/2024"
+    assert (second["name"], second["gsm"], second["groups"], second["fields"][1]) == (
+        "Ğazal", "5325551122", [15], "28/09/2024")
+    report = {entry["line"]: entry for entry in report_of(str(source) + ".report.jsonl")}
+    assert {line: entry["ok"] for line, entry in report.items()} == {2: True, 4: True, 5: False, 6: False}
+    assert "cell D5 holds #N/A" in report[5]["message"] and report[6]["code"] == 465
+    assert 5002 not in {int(contact.findtext("id")) for contact in sent_contacts(service)}
+    data = failed.read_bytes()
+    assert data.startswith(codecs.BOM_UTF8)  # CSV UTF-8, as Excel in Turkey opens it by double-click
+    lines = data[3:].decode("utf-8").split("\r\n")
+    assert lines[0] == "İD;Ad;Soyadı;Cep Telefonu;Gruplar;FİELD:1;error"
+    assert sorted(line.split(";")[:2] for line in lines[1:3]) == [["4242", "Yok"], ["5002", "Hata"]]
+    assert lines[3:] == [""]
+
+
+def test_cli_xlsx_empty_cells_clear_clears_the_cells_after_a_rows_last_value(service, tmp_path, run_main):
+    """A sheet's row ends at its last value: the empty cells after it are empty cells all the same."""
+    openpyxl = pytest.importorskip("openpyxl")
+    book = openpyxl.Workbook()
+    book.active.append(["id", "Ad", "Soyad", "Gruplar"])
+    book.active.append([5000, None, "Kaya"])  # Ad empty inside the row, Gruplar empty after its end
+    source = tmp_path / "temizle.xlsx"
+    book.save(source)
+    code, _, _ = run_main(["--input", str(source), "--url", service.url, "--empty-cells", "clear"], CREDENTIAL_ENV)
+    assert code == 0
+    body = service.requests[-1][2]
+    assert b"<name></name>" in body and b"<groups></groups>" in body
+    assert service.contacts[5000]["groups"] == [] and service.contacts[5000]["surname"] == "Kaya"
+
+
+def test_cli_xlsx_reads_the_first_sheet_its_user_sees(service, tmp_path, run_main):
+    openpyxl = pytest.importorskip("openpyxl")
+    book = openpyxl.Workbook()
+    hidden = book.active
+    hidden.title = "Liste"
+    hidden.append(["id", "Ad"])
+    hidden.append([5000, "gizli"])
+    hidden.sheet_state = "hidden"
+    shown = book.create_sheet("Kişiler")
+    shown.append(["id", "Ad"])
+    shown.append([5001, "görünen"])
+    book.active = 1
+    source = tmp_path / "iki.xlsx"
+    book.save(source)
+    code, _, _ = run_main(["--input", str(source), "--url", service.url], CREDENTIAL_ENV)
+    assert code == 0 and sent_names(service) == ["görünen"]
+
+
+def hostile_dtd_workbook(path):
+    sheet = SHEET_BILLION_LAUGHS + sheet_xml('<row><c t="inlineStr"><is><t>&lol3;</t></is></c></row>').split(b"?>", 1)[1]
+    return make_xlsx(path, sheet)
+
+
+def not_well_formed_workbook(path):
+    return make_xlsx(path, sheet_xml('<row r="1"><c t="inlineStr"><is><t>id</t></is></c></row><row r="2"><c>'))
+
+
+@pytest.mark.parametrize("kind, message", [
+    ("gigabyte", "packed more than 100 to 1"),
+    ("dtd", "contains a DTD"),
+    ("not well-formed", "is not well-formed XML"),
+])
+def test_cli_hostile_workbooks_are_refused_in_seconds_before_anything_is_sent(service, tmp_path, run_main, request,
+                                                                             kind, message):
+    source = {"gigabyte": lambda: request.getfixturevalue("gigabyte_of_blanks"), "dtd": lambda: hostile_dtd_workbook(tmp_path / "dtd.xlsx"),
+              "not well-formed": lambda: not_well_formed_workbook(tmp_path / "bad.xlsx")}[kind]()
+    started = time.monotonic()
+    code, _, stderr = run_main(["--input", str(source), "--url", service.url], CREDENTIAL_ENV)
+    assert time.monotonic() - started < 5
+    assert code == 2 and message in stderr and "nothing is sent" in stderr, stderr
+    assert service.requests == [] and not Path(str(source) + ".report.jsonl").exists()
+
+
+@pytest.mark.parametrize("name", ["eski.xls", "tablo.ods", "TABLO.XLS"])
+def test_cli_xls_and_ods_are_refused_with_how_to_save_them(service, tmp_path, run_main, name):
+    source = tmp_path / name
+    source.write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 100)
+    code, _, stderr = run_main(["--input", str(source), "--url", service.url], CREDENTIAL_ENV)
+    assert code == 2 and "Excel Workbook (.xlsx)" in stderr and '"CSV UTF-8"' in stderr
+    assert service.requests == []
+
+
+# -- progress on a narrow terminal -------------------------------------------------
+
+
+@pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal")
+def test_cli_progress_fits_a_40_column_terminal_and_redraws_in_place(service, tmp_path):
+    import fcntl
+    import pty
+    import select
+    import termios
+
+    count = 24
+    source = tmp_path / "kişiler.csv"
+    source.write_text("id;Ad\n" + "".join(f"{PEOPLE[n]};r{n}\n" for n in range(count)), encoding="utf-8")
+    service.delays.update((f"r{n}", 0.05) for n in range(count))  # about 1.2 s: some four redraws
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 40, 0, 0))
+    attributes = termios.tcgetattr(slave)
+    attributes[1] &= ~termios.ONLCR  # "\n" stays "\n": every "\r" seen is the program's own
+    termios.tcsetattr(slave, termios.TCSANOW, attributes)
+    env = dict({name: value for name, value in os.environ.items() if not name.startswith("ILETIMERKEZI_")},
+               **CREDENTIAL_ENV)
+    try:
+        child = subprocess.Popen([sys.executable, str(MODULE), "--input", str(source), "--url", service.url,
+                                  "--workers", "1", "--progress"], env=env, stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.PIPE, stderr=slave)
+    finally:
+        os.close(slave)
+    written = b""
+    ends = time.monotonic() + 30
+    try:
+        while time.monotonic() < ends:
+            if not select.select([master], [], [], 0.5)[0]:
+                if child.poll() is not None:
+                    break
+                continue
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            written += chunk
+    finally:
+        os.close(master)
+        child.communicate(timeout=30)
+    assert child.returncode == 0
+    text = written.decode("utf-8")
+    drawn = text.split("\r")[1:-1]  # what lies between two "\r": progress lines and the blanks that clear them
+    progress = [line for line in drawn if line.strip()]
+    assert len(progress) >= 3, text  # redrawn in place, again and again
+    assert all("\n" not in line and len(line) <= 39 for line in drawn), drawn
+    assert any(re.fullmatch(r"[0-9]+/24, 0 failed, [0-9]+ min [0-9]+ s left *", line) for line in progress), drawn
+    assert text.split("\r")[-1] == f"iletimerkezi-edit: {count} records: {count} succeeded, 0 failed\n"
+
+
+def test_progress_texts_shorten_to_the_width():
+    tally = ie._Tally(1000, True)
+    tally.done, tally.started = 250, time.monotonic() - 10
+    texts = tally._progress_texts(time.monotonic())
+    assert texts[0].startswith("250/1000 records, 25.0/s, 0 failed, ") and texts[-1] == "250/1000"
+    assert [len(text) for text in texts] == sorted((len(text) for text in texts), reverse=True)
+    for width in (79, 39, 20, 9, 5, 0):
+        fitted = ie._fitted(texts, width)
+        assert len(fitted) <= max(width, 1) and (fitted in texts or fitted == texts[-1][:max(width, 1)])
+    assert ie._fitted(texts, 39) == texts[1]
+
+
+# -- the reading functions, one by one: encodings -----------------------------------
+
+SHEET_FIELDS = ("id", "name", "surname", "email", "gsm", "groups")
+SAVE_ADVICE = ("Excel Workbook (.xlsx)", "CSV UTF-8")
+
+CP1254_TEXT = "id;Ad;Soyad\r\n1;Ali;Kaya\r\n2;Şükrü;Işığı\r\n3;Ayşe;Öztürk İğneci\r\n"
+
+
+def sheet_file(tmp_path, data, name="contacts.csv"):
+    path = tmp_path / name
+    path.write_bytes(data)
+    return str(path)
+
+
+def test_input_encoding_default_and_boms():
+    assert ie._input_encoding(b"id;A", None) == "utf-8-sig"
+    assert ie._input_encoding(b"\xef\xbb\xbfid", None) == "utf-8-sig"
+    assert ie._input_encoding(b"\xff\xfei\x00", None) == "utf-16"
+    assert ie._input_encoding(b"\xfe\xff\x00i", None) == "utf-16"
+    assert ie._input_encoding(b"\xff\xfe\x00\x00", None) == "utf-32"
+
+
+def test_input_encoding_given():
+    assert ie._input_encoding(b"id;A", "CP1254") == "cp1254"
+    assert ie._input_encoding(b"id;A", "windows-1254") == "cp1254"
+    assert ie._input_encoding(b"id;A", "UTF8") == "utf-8-sig"  # a BOM is dropped all the same
+    assert ie._input_encoding(b"\xef\xbb\xbfid", "utf-8") == "utf-8-sig"
+    assert ie._input_encoding(b"\xff\xfei\x00", "utf-16-le") == "utf-16"  # the BOM is not a character
+    assert ie._input_encoding(b"i\x00d\x00", "utf-16-le") == "utf-16-le"
+
+
+@pytest.mark.parametrize("given", ["cp1254", "utf-16-be", "latin-1"])
+def test_input_encoding_contradicting_a_utf16_bom(given):
+    with pytest.raises(ie._InputError, match="--encoding") as caught:
+        ie._input_encoding(b"\xff\xfei\x00", given)
+    assert "leave --encoding out" in str(caught.value)
+
+
+def test_input_encoding_contradicting_a_utf8_bom():
+    with pytest.raises(ie._InputError, match="UTF-8-SIG byte order mark"):
+        ie._input_encoding(b"\xef\xbb\xbfid", "cp1254")
+
+
+@pytest.mark.parametrize("given", ["klingon", "base64", "zlib", "rot13x"])
+def test_input_encoding_unknown(given):
+    with pytest.raises(ie._InputError, match="--encoding") as caught:
+        ie._input_encoding(b"id", given)
+    assert "cp1254" in str(caught.value)
+
+
+def test_cp1254_refused_under_the_default_with_its_line(tmp_path):
+    path = sheet_file(tmp_path, CP1254_TEXT.encode("cp1254"))
+    encoding = ie._input_encoding(CP1254_TEXT.encode("cp1254")[:4], None)
+    with pytest.raises(ie._InputError) as caught:
+        ie._check_decodable(path, encoding, True)
+    message = str(caught.value)
+    assert message.startswith(f"{path} line 3 is not valid UTF-8 (at 0xDE)")  # Ş
+    assert "--encoding cp1254" in message and '"CSV UTF-8"' in message and "Windows-1254" in message
+    assert "codec" not in message
+
+
+def test_cp1254_header_byte_is_line_1(tmp_path):
+    path = sheet_file(tmp_path, "id;Soyadı\r\n".encode("cp1254"))
+    with pytest.raises(ie._InputError, match=r"line 1 is not valid UTF-8 \(at 0xFD\)"):
+        ie._check_decodable(path, "utf-8-sig", True)
+
+
+def test_cp1254_read_exactly_with_cp1254(tmp_path):
+    path = sheet_file(tmp_path, CP1254_TEXT.encode("cp1254"))
+    encoding = ie._input_encoding(b"id;A", "cp1254")
+    ie._check_decodable(path, encoding, False)
+    with open(path, encoding=encoding, newline="") as text:
+        rows = list(csv.reader(text, delimiter=";"))
+    assert rows == [["id", "Ad", "Soyad"], ["1", "Ali", "Kaya"], ["2", "Şükrü", "Işığı"],
+                    ["3", "Ayşe", "Öztürk İğneci"]]
+    streamed = list(ie._decoded_lines(io.BytesIO(CP1254_TEXT.encode("cp1254")), encoding, False, "stdin"))
+    assert "".join(streamed) == CP1254_TEXT
+    assert streamed[1] == "1;Ali;Kaya\r\n"  # CRLF kept, as open(newline="") gives it
+    assert list(csv.reader(streamed, delimiter=";")) == rows
+
+
+def test_stdin_refused_at_its_line_after_the_lines_before(tmp_path):
+    lines = ie._decoded_lines(io.BytesIO(CP1254_TEXT.encode("cp1254")), "utf-8-sig", True, "standard input")
+    with pytest.raises(ie._InputError) as caught:
+        next(lines)  # the whole input came in one read: its good lines are not yielded before the error
+    assert "standard input line 3 is not valid UTF-8 (at 0xDE)" in str(caught.value)
+    good = b"id;Ad\r\n1;Ali\r\n" + "2;Şükrü\r\n".encode("cp1254")
+    lines = ie._decoded_lines(TrickleStream(good), "utf-8-sig", True, "standard input")
+    assert next(lines) == "id;Ad\r\n"
+    assert next(lines) == "1;Ali\r\n"
+    with pytest.raises(ie._InputError) as caught:
+        next(lines)
+    assert str(caught.value).startswith("standard input line 3 is not valid UTF-8 (at 0xDE)")
+    assert "--encoding cp1254" in str(caught.value)
+
+
+def test_other_encoding_failure_has_other_advice(tmp_path):
+    path = sheet_file(tmp_path, "id\n1\n".encode("utf-16-le") + b"\x00")  # an odd byte at the end
+    with pytest.raises(ie._InputError) as caught:
+        ie._check_decodable(path, "utf-16-le", True)
+    message = str(caught.value)
+    assert "line 3 is not valid utf-16-le" in message and "check --encoding" in message
+    assert "Windows-1254" not in message  # not UTF-8 by default: cp1254 is not the likely cure
+
+
+def test_unicode_text_utf16_with_bom_and_tabs(tmp_path):
+    text = "id\tAd\tCep Telefonu\r\n1\tŞükrü\t0505 123 45 67\r\n2\tİlkay\t+905051234567\r\n"
+    data = codecs.BOM_UTF16_LE + text.encode("utf-16-le")
+    path = sheet_file(tmp_path, data, "contacts.txt")
+    encoding = ie._input_encoding(data[:4], None)
+    assert encoding == "utf-16"
+    ie._check_decodable(path, encoding, True)
+    streamed = list(ie._decoded_lines(io.BytesIO(data), encoding, True, "standard input"))
+    assert "".join(streamed) == text  # the BOM is gone
+    rows = list(csv.reader(streamed, delimiter="\t"))
+    assert rows[2] == ["2", "İlkay", "+905051234567"]
+
+
+def test_line_numbers_across_chunks_and_line_ends(tmp_path):
+    # "\r" ends the first 64 KiB chunk and "\n" starts the next: still one line end
+    first = b"x" * (ie._CHUNK - 1) + b"\r"
+    data = first + b"\n" + b"a\rb\r\nc\n" * 1000 + b"d\xff\n"
+    path = sheet_file(tmp_path, data)
+    with pytest.raises(ie._InputError, match=r"line 3002 is not valid UTF-8 \(at 0xFF\)"):
+        ie._check_decodable(path, "utf-8-sig", True)
+    lines = list(ie._decoded_lines(io.BytesIO(data[:-3]), "utf-8-sig", True, "stdin"))
+    assert len(lines) == 3001 and lines[0].endswith("\r\n") and lines[1] == "a\r"
+    with pytest.raises(ie._InputError, match="stdin line 3002 "):
+        list(ie._decoded_lines(io.BytesIO(data), "utf-8-sig", True, "stdin"))
+
+
+def test_truncated_character_at_the_end(tmp_path):
+    path = sheet_file(tmp_path, b"id\n1\n\xc5")
+    with pytest.raises(ie._InputError, match=r"line 3 is not valid UTF-8 \(at 0xC5\)"):
+        ie._check_decodable(path, "utf-8-sig", True)
+
+
+class TrickleStream(io.RawIOBase):
+    """Standard input that delivers a byte at a time, splitting every character and every CRLF."""
+
+    def __init__(self, data):
+        self.data = data
+        self.position = 0
+
+    def readable(self):
+        return True
+
+    def read1(self, size=-1):
+        chunk = self.data[self.position:self.position + 1]
+        self.position += len(chunk)
+        return chunk
+
+
+def test_decoded_lines_from_a_trickle():
+    text = "id;Ad\r\n1;Şükrü\r\n2;\"İki\r\nsatır\"\r\n3;son"
+    lines = list(ie._decoded_lines(TrickleStream(text.encode()), "utf-8-sig", True, "stdin"))
+    assert lines == ["id;Ad\r\n", "1;Şükrü\r\n", "2;\"İki\r\n", "satır\"\r\n", "3;son"]
+    assert list(csv.reader(lines, delimiter=";"))[2] == ["2", "İki\r\nsatır"]
+
+
+class TrickleRaw(io.RawIOBase):
+    """A pipe that brings one byte per read, as a slow producer's may."""
+
+    def __init__(self, data):
+        self.data = io.BytesIO(data)
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        chunk = self.data.read(1)
+        buffer[:len(chunk)] = chunk
+        return len(chunk)
+
+
+@pytest.mark.parametrize("bom, codec", [(codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF32_LE, "utf-32-le")])
+def test_stdin_bom_found_however_few_bytes_a_read_brings(monkeypatch, bom, codec):
+    text = "İD\tAd\r\n5000\tŞule\r\n"
+    monkeypatch.setattr(sys, "stdin", types.SimpleNamespace(buffer=io.BufferedReader(TrickleRaw(bom + text.encode(codec)))))
+    lines, encoding, close = ie._open_text("-", None)
+    assert encoding in ("utf-16", "utf-32") and "".join(lines) == text
+    close()
+
+
+def test_unreadable_file(tmp_path):
+    with pytest.raises(ie._InputError, match="cannot be read"):
+        ie._check_decodable(str(tmp_path / "missing.csv"), "utf-8-sig", True)
+
+
+def test_large_file_in_flat_memory(tmp_path):
+    path = tmp_path / "big.csv"
+    with open(path, "wb") as out:
+        row = "1;Şükrü;Işığı;905051234567\r\n".encode() * 1000
+        for _ in range(300):  # about 10 MB
+            out.write(row)
+    tracemalloc.start()
+    ie._check_decodable(str(path), "utf-8-sig", True)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 2 << 20
+
+
+# -- headers -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("written", "folded"), [
+    ("İD", "id"), ("ID", "id"), ("Id", "id"), ("iD", "id"), ("I\u0307D", "id"), ("EMAİL", "email"),
+    ("FİELD:1", "field:1"), ("Adı", "adi"), ("ADI", "adi"), (" Cep\u00a0 Telefonu ", "cep telefonu"),
+    ("\ufeffid", "id"), ("SOYADI", "soyadi"), ("Şehir", "şehir"), ("i\u0307d", "id"),
+])
+def test_fold_header(written, folded):
+    assert ie._fold_header(written) == folded
+
+
+def sheet_columns(header, mapped=None, skipped=()):
+    return ie._csv_columns(header, SHEET_FIELDS, mapped or {}, skipped, where="a.csv line 1")
+
+
+def test_turkish_and_folded_headers():
+    header = ["İD", "Ad", "Soyadı", "EMAİL", "Cep Telefonu", "Gruplar", "FİELD:01", "field: 7"]
+    assert sheet_columns(header) == ["id", "name", "surname", "email", "gsm", "groups", "field:1", "field:7"]
+    assert sheet_columns(["Id", "ADI", "SOYAD", "E-Posta", "GSM", "GRUP"]) == [
+        "id", "name", "surname", "email", "gsm", "groups"]
+    assert sheet_columns(["ID", "İsim", "Eposta", "Cep No"]) == ["id", "name", "email", "gsm"]
+    assert sheet_columns(["id", "E-mail", "Telefon"]) == ["id", "email", "gsm"]
+    assert sheet_columns(["id", "Cep"]) == ["id", "gsm"]
+
+
+def test_unknown_column_stops_the_run():
+    with pytest.raises(ie._InputError) as caught:
+        sheet_columns(["İD", "Ad", "Notlar", "Ad Soyad"])
+    message = str(caught.value)
+    assert message.startswith("a.csv line 1: unknown column 'Notlar' (column 3) (and 1 more unknown)")
+    assert "--column Notlar=FIELD" in message and "--skip-column Notlar" in message
+    assert "field:N" in message and "Cep Telefonu" in message
+
+
+def test_unknown_column_with_blanks_is_quoted_for_the_shell():
+    with pytest.raises(ie._InputError) as caught:
+        sheet_columns(["id", "Doğum Tarihi"])
+    assert "--column 'Doğum Tarihi=FIELD'" in str(caught.value)
+    assert "--skip-column 'Doğum Tarihi'" in str(caught.value)
+
+
+def test_mapped_and_skipped_columns():
+    mapped = ie._column_options(["Notlar=FİELD:07", "kimlik no=ID", "Ad=field:3"], SHEET_FIELDS)
+    assert mapped == {"Notlar": "field:7", "kimlik no": "id", "Ad": "field:3"}
+    header = ["Kimlik No", "Ad", "NOTLAR", "Şube", "Adı"]
+    assert sheet_columns(header, mapped, ["şube"]) == ["id", "field:3", "field:7", None, "name"]
+
+
+def test_column_option_parsing():
+    assert ie._column_option(" Cep Telefonu = GSM ", SHEET_FIELDS) == ("Cep Telefonu", "gsm")
+    assert ie._column_option("a=b=gsm", SHEET_FIELDS) == ("a=b", "gsm")  # split at the last "="
+    for bad in ("Notlar", "=gsm", "Notlar=phone", "Notlar=field:x", "Notlar="):
+        with pytest.raises(ie._InputError, match="--column"):
+            ie._column_option(bad, SHEET_FIELDS)
+    with pytest.raises(ie._InputError, match="mapped twice"):
+        ie._column_options(["Notlar=field:1", "NOTLAR=field:2"], SHEET_FIELDS)
+
+
+def test_options_naming_a_missing_header():
+    with pytest.raises(ie._InputError) as caught:
+        sheet_columns(["id", "Ad", "Notlar"], skipped=["Notlr"])
+    assert "--skip-column names 'Notlr', which is not a column of a.csv line 1" in str(caught.value)
+    assert "'Notlar'" in str(caught.value)
+    with pytest.raises(ie._InputError, match="--column names 'Tel'"):
+        sheet_columns(["id", "Telefon"], {"Tel": "gsm"})
+    with pytest.raises(ie._InputError, match="both to --column and to --skip-column"):
+        sheet_columns(["id", "Tel"], {"Tel": "gsm"}, ["TEL"])
+
+
+def test_no_id_and_two_columns_for_one_field():
+    with pytest.raises(ie._InputError, match=r"has no id column.*--column 'HEADER=id'"):
+        sheet_columns(["Ad", "Soyad"])
+    with pytest.raises(ie._InputError) as caught:
+        sheet_columns(["id", "Telefon", "Cep Telefonu"])
+    assert "'Telefon', 'Cep Telefonu' all fill gsm" in str(caught.value) and "--skip-column" in str(caught.value)
+    assert sheet_columns(["id", "Telefon", "Cep Telefonu"], skipped=["Telefon"]) == ["id", None, "gsm"]
+
+
+def test_trailing_delimiter():
+    header = next(csv.reader(["id;Ad;\r\n"], delimiter=";"))
+    assert sheet_columns(header) == ["id", "name", None]
+    assert ie._value_under_blank_header(header, ["1", "Ali", " "]) is None
+    assert ie._value_under_blank_header(header, ["1", "Ali", "x"]) == 3
+
+
+# -- cells ---------------------------------------------------------------------------
+
+
+def test_clean_cell():
+    assert ie._clean_cell("\u00a0 Ali\u202f\t") == "Ali"
+    assert ie._clean_cell("\u2007905\u3000") == "905"
+
+
+@pytest.mark.parametrize("text", ["5,3257E+09", "9.05056663325E+11", "9,05057E+11", "5E+09", "5e+09",
+                                  " 9,05057e+11 ", "5E09"])
+def test_scientific_numbers(text):
+    assert ie._is_scientific_number(text)
+
+
+@pytest.mark.parametrize("text", ["+905051234567", "0505 123 45 67", "(0505) 123-4567", "905051234567", "",
+                                  "E+09", "5,3257", "0505E"])
+def test_not_scientific_numbers(text):
+    assert not ie._is_scientific_number(text)
+
+
+# -- .xlsx written by openpyxl ------------------------------------------------------------
+
+
+def patch_member(path, name, old, new):
+    with zipfile.ZipFile(path) as archive:
+        members = {info.filename: archive.read(info) for info in archive.infolist()}
+    assert old in members[name], members[name][-600:]
+    members[name] = members[name].replace(old, new)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for member, data in members.items():
+            archive.writestr(member, data)
+
+
+def sheet_rows(path):
+    return list(ie._xlsx_rows(str(path)))
+
+
+def test_openpyxl_workbook(tmp_path):
+    openpyxl = pytest.importorskip("openpyxl")
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(["İD", "Ad", "Soyadı", "Cep Telefonu", "Doğum", "Kayıt", "Onay", "Toplam", "Hata", "Oran"])
+    sheet.append([17, "Şükrü", "Işığı İğdeli", 905051234567, datetime.date(2024, 9, 27),
+                  datetime.date(2024, 9, 28), True, "=1+1", "#N/A", 1.5])
+    sheet.append([18, "Ayşe", None, 5325551122, None, None, False, "=2+2", None, 0.1])
+    sheet["E2"].number_format = "mm-dd-yy"  # built-in format 14: a Turkish Excel shows 27.09.2024
+    sheet["F2"].number_format = "dd.mm.yyyy"  # a custom code
+    path = tmp_path / "kişiler.xlsx"
+    book.save(path)
+    # openpyxl does not calculate: give the first formula the cached value Excel would save, leave the second
+    patch_member(path, "xl/worksheets/sheet1.xml", b"<f>1+1</f><v />", b"<f>1+1</f><v>2</v>")
+    read = sheet_rows(path)
+    assert read[0] == (1, ["İD", "Ad", "Soyadı", "Cep Telefonu", "Doğum", "Kayıt", "Onay", "Toplam", "Hata", "Oran"])
+    assert read[1] == (2, ["17", "Şükrü", "Işığı İğdeli", "905051234567", "27/09/2024", "28/09/2024", "TRUE", "2",
+                           ie._CellError("I2", "#N/A"), "1.5"])
+    number, cells = read[2]
+    assert number == 3 and cells[:4] == ["18", "Ayşe", "", "5325551122"] and cells[6] == "FALSE"
+    assert isinstance(cells[7], ie._CellError) and "no saved value" in cells[7].text and cells[7].reference == "H3"
+    assert cells[9] == "0.1"
+    assert ie._csv_columns([str(cell) for cell in read[0][1][:4]], SHEET_FIELDS, {}, ()) == [
+        "id", "name", "surname", "gsm"]
+
+
+def test_openpyxl_datetime_and_time_cells(tmp_path):
+    openpyxl = pytest.importorskip("openpyxl")
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(["id", "Randevu", "Saat", "Tarih saat"])
+    sheet.append([1, datetime.datetime(2024, 9, 27, 14, 30), datetime.time(9, 5, 7),
+                  datetime.datetime(2024, 9, 27, 14, 30)])
+    sheet["B2"].number_format = "dd.mm.yyyy"  # the format shows no time: neither do we
+    sheet["C2"].number_format = "h:mm:ss"
+    sheet["D2"].number_format = "dd.mm.yyyy hh:mm"
+    path = tmp_path / "randevu.xlsx"
+    book.save(path)
+    assert sheet_rows(path)[1] == (2, ["1", "27/09/2024", "09:05:07", "27/09/2024 14:30"])
+
+
+def test_openpyxl_phone_as_float_text(tmp_path):
+    openpyxl = pytest.importorskip("openpyxl")
+    book = openpyxl.Workbook()
+    book.active.append(["id", "gsm"])
+    book.active.append([1, 905051234567])
+    path = tmp_path / "p.xlsx"
+    book.save(path)
+    patch_member(path, "xl/worksheets/sheet1.xml", b"<v>905051234567</v>", b"<v>9.05051234567E+11</v>")
+    assert sheet_rows(path)[1] == (2, ["1", "905051234567"])
+
+
+# -- .xlsx written by hand: what openpyxl does not write ---------------------------------------
+
+SHEET_CONTENT_TYPES = b'<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"/>'
+SHEET_ROOT_RELS = (b'<?xml version="1.0"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+             b'<Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/'
+             b'officeDocument" Target="xl/workbook.xml"/></Relationships>')
+SHEET_WORKBOOK = (b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+            b'<workbook xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" '
+            b'xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships">'
+            b'<workbookPr%s/><sheets><sheet name="Sayfa1" sheetId="2" r:id="rId3"/>'
+            b'<sheet name="Kapak" sheetId="1" r:id="rId7"/></sheets></workbook>')  # the first <sheet>, not id 1
+SHEET_REL = (b'<Relationship Id="%s" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/%s" '
+       b'Target="%s"/>')
+SHEET_STYLES = (b'<styleSheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><numFmts count="2">'
+          b'<numFmt numFmtId="164" formatCode="[$-41F]dd\\.mm\\.yyyy;@"/>'
+          b'<numFmt numFmtId="165" formatCode="#,##0.00\\ &quot;TL&quot;;[Red]\\-#,##0.00\\ &quot;TL&quot;"/>'
+          b'</numFmts><cellStyleXfs count="1"><xf numFmtId="14"/></cellStyleXfs><cellXfs count="4">'
+          b'<xf numFmtId="0"/><xf numFmtId="164" applyNumberFormat="1"/><xf numFmtId="165"/><xf numFmtId="49"/>'
+          b'</cellXfs></styleSheet>')
+SHEET_SHARED = ('<sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" count="4" uniqueCount="4">'
+          '<si><t>İD</t></si><si><t xml:space="preserve">Ad </t></si>'
+          '<si><r><rPr><b/></rPr><t>Şük</t></r><r><t>rü</t></r><rPh sb="0" eb="1"><t>ｼｭ</t></rPh></si>'
+          '<si><t>satır_x000D_\nbir _x005F_x0041_</t></si></sst>').encode()
+
+
+def make_xlsx(path, sheet, *, shared=SHEET_SHARED, styles=SHEET_STYLES,
+              date1904=False, sheet_target=b"worksheets/Sayfa%201.xml",
+              sheet_name="xl/worksheets/Sayfa 1.xml"):
+    rels = [SHEET_REL % (b"rId3", b"worksheet", sheet_target), SHEET_REL % (b"rId7", b"worksheet", b"worksheets/kapak.xml")]
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("[Content_Types].xml", SHEET_CONTENT_TYPES)
+        archive.writestr("_rels/.rels", SHEET_ROOT_RELS)
+        archive.writestr("xl/workbook.xml", SHEET_WORKBOOK % (b' date1904="1"' if date1904 else b""))
+        if shared is not None:
+            rels.append(SHEET_REL % (b"rId4", b"sharedStrings", b"sharedStrings.xml"))
+            archive.writestr("xl/sharedStrings.xml", shared)
+        if styles is not None:
+            rels.append(SHEET_REL % (b"rId5", b"styles", b"/xl/styles.xml"))
+            archive.writestr("xl/styles.xml", styles)
+        archive.writestr("xl/_rels/workbook.xml.rels", b'<Relationships xmlns="http://schemas.openxmlformats.org/'
+                         b'package/2006/relationships">' + b"".join(rels) + b"</Relationships>")
+        archive.writestr(sheet_name, sheet)
+        archive.writestr("xl/worksheets/kapak.xml", b'<worksheet xmlns="http://schemas.openxmlformats.org/'
+                         b'spreadsheetml/2006/main"><sheetData><row r="1"><c r="A1" t="inlineStr"><is><t>KAPAK'
+                         b"</t></is></c></row></sheetData></worksheet>")
+    return path
+
+
+def sheet_xml(rows_xml, prefix=""):
+    namespace = f"xmlns{':' + prefix[:-1] if prefix else ''}"
+    return (f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+            f'<{prefix}worksheet {namespace}="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
+            f"<{prefix}sheetData>{rows_xml}</{prefix}sheetData></{prefix}worksheet>").encode()
+
+
+def test_handmade_workbook_first_sheet_shared_inline_and_formulas(tmp_path):
+    sheet = sheet_xml(
+        '<row r="1"><c r="A1" t="s"><v>0</v></c><c r="B1" t="s"><v>1</v></c><c r="D1" t="inlineStr"><is>'
+        '<r><t>Not</t></r><r><t>lar</t></r></is></c></row>'
+        '<row r="3" spans="1:6"><c r="A3"><v>7</v></c><c r="B3" t="s"><v>2</v></c>'
+        '<c r="C3" t="str"><f>B3&amp;"!"</f><v>Şükrü!</v></c><c r="D3" t="s"><v>3</v></c>'
+        '<c r="E3" s="1"><v>45562</v></c><c r="F3" s="2"><v>1234.5</v></c></row>'
+        '<row r="4"><c r="A4"><f>1/0</f><v>#DIV/0!</v></c><c t="e"><f>1/0</f><v>#DIV/0!</v></c>'
+        '<c r="C4" t="d"><v>2024-09-27T00:00:00</v></c><c r="D4" t="s"><v>99</v></c>'
+        '<c r="E4" t="b"><f>TRUE()</f><v>0</v></c></row><row r="5"/>')
+    path = make_xlsx(tmp_path / "elle.xlsx", sheet)
+    read = sheet_rows(path)
+    assert read[0] == (1, ["İD", "Ad ", "", "Notlar"])  # blanks are the caller's to strip
+    assert read[1] == (3, ["7", "Şükrü", "Şükrü!", "satır\r\nbir _x0041_", "27/09/2024", "1234.5"])
+    number, cells = read[2]
+    assert number == 4
+    assert cells[0] == ie._CellError("A4", "'#DIV/0!', which is not a number")  # t missing: a damaged writer
+    assert cells[1] == ie._CellError("B4", "#DIV/0!")
+    assert cells[2] == "27/09/2024"
+    assert isinstance(cells[3], ie._CellError) and cells[3].reference == "D4" and "shared string" in cells[3].text
+    assert cells[4] == "FALSE"
+    assert read[3] == (5, [])
+    assert len(read) == 4
+
+
+def test_prefixed_namespace_absolute_target_and_1904(tmp_path):
+    sheet = sheet_xml('<x:row><x:c t="inlineStr"><x:is><x:t>id</x:t></x:is></x:c><x:c s="1"><x:v>0</x:v></x:c>'
+                      '</x:row><x:row><x:c><x:v>1</x:v></x:c><x:c s="1"><x:v>44100</x:v></x:c></x:row>', "x:")
+    path = make_xlsx(tmp_path / "p.xlsx", sheet, date1904=True, shared=None,
+                     sheet_target=b"/xl/worksheets/s.xml", sheet_name="xl/worksheets/s.xml")
+    assert sheet_rows(path) == [(1, ["id", "01/01/1904"]), (2, ["1", "27/09/2024"])]  # 1462 days after 1900's 45562
+
+
+def test_date_formats():
+    shape = ie._date_shape
+    assert shape("dd.mm.yyyy") == (True, False, False)
+    assert shape("[$-41F]d mmmm yyyy dddd") == (True, False, False)
+    assert shape("dd/mm/yyyy hh:mm:ss") == (True, True, True)
+    assert shape("[h]:mm:ss") == (False, True, True)
+    assert shape("h:mm AM/PM") == (False, True, False)
+    assert shape("mmm") == (True, False, False)
+    for code in ("0", "#,##0.00", '0" gün"', "[Red]0.00", "General", "@", "0.00E+00",
+                 '_-* #,##0.00 "₺"_-;-* #,##0.00 "₺"_-;_-* "-"?? "₺"_-;_-@_-', "\\d0"):
+        assert shape(code) is None, code
+    date_only, date_time = ie._DateShape(True, False, False), ie._DateShape(True, True, False)
+    assert ie._serial_text(45562.75, date_time, False) == "27/09/2024 18:00"
+    assert ie._serial_text(1, date_only, False) == "01/01/1900"
+    assert ie._serial_text(60, date_only, False) == "29/02/1900"
+    assert ie._serial_text(61, date_only, False) == "01/03/1900"
+    assert ie._serial_text(-1, date_only, False) is None
+    assert ie._number_text("-1", shape("dd.mm.yyyy"), False, "A1") == "-1"
+
+
+def test_numbers_as_excel_shows_them():
+    def number(text):
+        return ie._number_text(text, None, False, "A1")
+
+    assert number("905051234567") == "905051234567"
+    assert number("9.05051234567E+11") == "905051234567"
+    assert number("5325551122.0") == "5325551122"
+    assert number("0.1") == "0.1" and number("1E-3") == "0.001" and number("-0") == "0"
+    assert number("1.2345678901234567E+19") == "1.2345678901234567e+19"  # beyond a float's whole numbers
+
+
+# -- hostile and foreign workbooks ---------------------------------------------------------
+
+
+def sheet_refused(path, *words):
+    started = time.monotonic()
+    with pytest.raises(ie._InputError) as caught:
+        ie._check_xlsx(str(path))
+    assert time.monotonic() - started < 5
+    message = str(caught.value)
+    for word in words:
+        assert word in message, message
+    return message
+
+
+def write_blank_sheet(path, size, compression=zipfile.ZIP_DEFLATED):
+    """A workbook whose sheet is ``size`` bytes of blanks, written streaming: small on disk, quick to write."""
+    make_xlsx(path, sheet_xml(""))
+    with zipfile.ZipFile(path) as archive:
+        parts = {info.filename: archive.read(info) for info in archive.infolist()
+                 if info.filename != "xl/worksheets/Sayfa 1.xml"}
+    with zipfile.ZipFile(path, "w", compression, compresslevel=1) as archive:
+        for name, data in parts.items():
+            archive.writestr(name, data)
+        with archive.open("xl/worksheets/Sayfa 1.xml", "w", force_zip64=True) as member:
+            member.write(b'<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">')
+            block = b" " * (1 << 20)
+            for _ in range(size >> 20):
+                member.write(block)
+            member.write(b"<sheetData/></worksheet>")
+    return path
+
+
+@pytest.fixture(scope="module")
+def gigabyte_of_blanks(tmp_path_factory):
+    return write_blank_sheet(tmp_path_factory.mktemp("bomb") / "bomb.xlsx", (1 << 30) + (1 << 20))
+
+
+def test_gigabyte_of_blanks_refused_in_seconds_and_bounded_memory(gigabyte_of_blanks):
+    assert gigabyte_of_blanks.stat().st_size < 8 << 20
+    with zipfile.ZipFile(gigabyte_of_blanks) as archive:
+        assert archive.getinfo("xl/worksheets/Sayfa 1.xml").file_size > 1 << 30
+    tracemalloc.start()
+    try:
+        message = sheet_refused(gigabyte_of_blanks, "Sayfa 1.xml", "packed more than 100 to 1", "refused",
+                                *SAVE_ADVICE)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert "nothing is sent" in message and peak < 16 << 20
+
+
+def test_member_larger_than_the_limit(tmp_path, monkeypatch):
+    monkeypatch.setattr(ie, "_XLSX_MAX_MEMBER", 2 << 20)
+    path = write_blank_sheet(tmp_path / "big.xlsx", 3 << 20, zipfile.ZIP_STORED)  # packed 1 to 1
+    sheet_refused(path, "unpacks to more than 2 MiB", "refused")
+
+
+def test_small_members_may_be_very_compressible(tmp_path):
+    path = write_blank_sheet(tmp_path / "small.xlsx", 1 << 19)  # 512 KiB of blanks pack some 200 to 1
+    assert sheet_rows(path) == []
+
+
+def patch_sizes(path, member, compressed, unpacked):
+    """Make the zip's local and central headers of ``member`` lie about its sizes (zip64 not used)."""
+    data = bytearray(path.read_bytes())
+    name = member.encode()
+    for signature, offset in ((b"PK\x03\x04", 18), (b"PK\x01\x02", 20)):
+        start = data.find(signature)
+        while start >= 0:
+            name_at = start + (30 if signature == b"PK\x03\x04" else 46)
+            if data[name_at:name_at + len(name)] == name:
+                if compressed is not None:
+                    struct.pack_into("<I", data, start + offset, compressed)
+                if unpacked is not None:
+                    struct.pack_into("<I", data, start + offset + 4, unpacked)
+            start = data.find(signature, start + 4)
+    path.write_bytes(bytes(data))
+
+
+def test_member_lying_about_its_size(tmp_path):
+    sheet = sheet_xml('<row r="1"><c t="inlineStr"><is><t>id</t></is></c></row>' + " " * (8 << 20))
+    path = make_xlsx(tmp_path / "liar.xlsx", sheet)
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo("xl/worksheets/Sayfa 1.xml")
+    patch_sizes(path, "xl/worksheets/Sayfa 1.xml", None, 1000)  # says 1000 bytes; unpacks to 8 MiB
+    sheet_refused(path, "Sayfa 1.xml", "refused")
+    path = make_xlsx(tmp_path / "liar2.xlsx", sheet)
+    patch_sizes(path, "xl/worksheets/Sayfa 1.xml", info.file_size, None)  # says 1 to 1; packed 1000 to 1
+    sheet_refused(path, "Sayfa 1.xml", "refused")
+
+
+SHEET_BILLION_LAUGHS = (b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
+                  b'<!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">'
+                  b'<!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">]>')
+
+
+def test_dtd_in_the_sheet(tmp_path):
+    sheet = SHEET_BILLION_LAUGHS + sheet_xml('<row><c t="inlineStr"><is><t>&lol3;</t></is></c></row>').split(b"?>", 1)[1]
+    sheet_refused(make_xlsx(tmp_path / "dtd.xlsx", sheet), "Sayfa 1.xml", "contains a DTD", "refused")
+
+
+def test_dtd_in_shared_strings(tmp_path):
+    shared = SHEET_BILLION_LAUGHS + b"<sst><si><t>&lol3;</t></si></sst>"
+    sheet_refused(make_xlsx(tmp_path / "dtd.xlsx", sheet_xml(""), shared=shared), "sharedStrings.xml", "contains a DTD")
+
+
+def test_external_entity_in_styles(tmp_path):
+    styles = b'<!DOCTYPE s SYSTEM "file:///etc/passwd"><styleSheet/>'
+    sheet_refused(make_xlsx(tmp_path / "x.xlsx", sheet_xml(""), styles=styles), "styles.xml", "contains a DTD")
+
+
+def test_sheet_not_well_formed(tmp_path):
+    sheet = sheet_xml('<row r="1"><c t="inlineStr"><is><t>id</t></is></c></row><row r="2"><c><v>1</c></row>')
+    message = sheet_refused(make_xlsx(tmp_path / "bad.xlsx", sheet), "Sayfa 1.xml", "is not well-formed XML", "line 1")
+    assert "save it as an Excel Workbook" in message
+
+
+def test_undefined_entity_is_not_well_formed(tmp_path):
+    sheet = sheet_xml('<row><c t="inlineStr"><is><t>&nbsp;</t></is></c></row>')
+    sheet_refused(make_xlsx(tmp_path / "e.xlsx", sheet), "not well-formed")
+
+
+def test_endless_tag_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(ie, "_XLSX_MAX_TOKEN", 1 << 20)
+    noise = base64.b64encode(os.urandom(3 << 19)).decode()  # 2 MiB that does not pack: no ratio refusal
+    sheet = sheet_xml('<row><c t="inlineStr" x="' + noise + '"/></row>')
+    sheet_refused(make_xlsx(tmp_path / "t.xlsx", sheet), "longer than 1 MiB")
+
+
+def test_cells_past_excels_limits(tmp_path):
+    sheet_refused(make_xlsx(tmp_path / "c.xlsx", sheet_xml('<row r="1"><c r="XFE1"><v>1</v></c></row>')),
+            "past column XFD")
+    sheet_refused(make_xlsx(tmp_path / "r.xlsx", sheet_xml('<row r="1048577"><c><v>1</v></c></row>')), "row number")
+    sheet_refused(make_xlsx(tmp_path / "d.xlsx", sheet_xml("<a>" * 70 + "</a>" * 70)), "deeper than 64")
+
+
+@pytest.mark.parametrize(("name", "kind"), [("eski.xls", "Excel 97-2003"), ("tablo.ods", "OpenDocument"),
+                                            ("TABLO.XLSB", "Excel binary")])
+def test_foreign_spreadsheets_by_name(tmp_path, name, kind):
+    path = sheet_file(tmp_path, b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 100, name)
+    sheet_refused(path, kind, *SAVE_ADVICE)
+    with pytest.raises(ie._InputError, match=kind):
+        ie._refuse_foreign_sheet(path)
+    ie._refuse_foreign_sheet(str(tmp_path / "kişiler.csv"))
+
+
+def test_foreign_content_named_xlsx(tmp_path):
+    sheet_refused(sheet_file(tmp_path, b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 100, "a.xlsx"),
+            "Excel 97-2003 (.xls) file or a password-protected workbook", *SAVE_ADVICE)
+    sheet_refused(sheet_file(tmp_path, CP1254_TEXT.encode("cp1254"), "b.xlsx"), "not a zip archive", *SAVE_ADVICE)
+    ods = tmp_path / "c.xlsx"
+    with zipfile.ZipFile(ods, "w") as archive:
+        archive.writestr("mimetype", "application/vnd.oasis.opendocument.spreadsheet")
+        archive.writestr("content.xml", "<office:document-content/>")
+    sheet_refused(ods, "OpenDocument spreadsheet (.ods)", *SAVE_ADVICE)
+    other = tmp_path / "d.xlsx"
+    with zipfile.ZipFile(other, "w") as archive:
+        archive.writestr("readme.txt", "hello")
+    sheet_refused(other, "not an .xlsx workbook", *SAVE_ADVICE)
+    sheet_refused(tmp_path / "missing.xlsx", "cannot be read")
+
+
+def test_first_sheet_a_chart(tmp_path):
+    path = make_xlsx(tmp_path / "chart.xlsx", sheet_xml(""))
+    patch_member(path, "xl/_rels/workbook.xml.rels", b'relationships/worksheet" Target="worksheets/Sayfa%201.xml"',
+                 b'relationships/chartsheet" Target="worksheets/Sayfa%201.xml"')
+    sheet_refused(path, "first sheet is not a worksheet")
+
+
+def test_generator_closes_the_file(tmp_path):
+    openpyxl = pytest.importorskip("openpyxl")
+    book = openpyxl.Workbook()
+    for number in range(100):
+        book.active.append([number, "Ad"])
+    path = tmp_path / "g.xlsx"
+    book.save(path)
+    reading = ie._xlsx_rows(str(path))
+    assert next(reading) == (1, ["0", "Ad"])
+    reading.close()  # with ResourceWarning an error (setup.cfg), an unclosed file would fail the run
+
+
+def test_archive_listing_too_many_parts(tmp_path, monkeypatch):
+    path = make_xlsx(tmp_path / "many.xlsx", sheet_xml(""))
+    with zipfile.ZipFile(path, "a") as archive:
+        for number in range(70_000):  # past 65,535: the count is in zip64's end record
+            archive.writestr(f"x/{number}", b"")
+    with open(path, "rb") as binary:
+        assert ie._zip_directory_size(binary)[0] == 70_008
+    monkeypatch.setattr(ie, "_XLSX_MAX_ENTRIES", 50_000)
+    sheet_refused(path, "lists 70008 parts", "refused", "save it as an Excel Workbook")
+    small = make_xlsx(tmp_path / "few.xlsx", sheet_xml(""))
+    with open(small, "rb") as binary:
+        assert ie._zip_directory_size(binary)[0] == 8
+
+
+# -- what a reviewer tried: odd but real workbooks and numbers ------------------------------------
+
+
+def test_a_hidden_first_sheet_is_passed_over(tmp_path):
+    path = make_xlsx(tmp_path / "gizli.xlsx", sheet_xml('<row><c t="inlineStr"><is><t>GİZLİ</t></is></c></row>'))
+    patch_member(path, "xl/workbook.xml", b'<sheet name="Sayfa1" sheetId="2" r:id="rId3"/>',
+                 b'<sheet name="Sayfa1" sheetId="2" state="hidden" r:id="rId3"/>')
+    assert sheet_rows(path) == [(1, ["KAPAK"])]  # the second <sheet>: the first one its user sees
+    patch_member(path, "xl/workbook.xml", b'<sheet name="Kapak" sheetId="1" r:id="rId7"/>',
+                 b'<sheet name="Kapak" sheetId="1" state="veryHidden" r:id="rId7"/>')
+    assert sheet_rows(path) == [(1, ["GİZLİ"])]  # every sheet hidden: the first, as Excel would unhide it
+
+
+def test_rows_and_cells_without_references(tmp_path):
+    sheet = sheet_xml('<row><c t="inlineStr"><is><t>id</t></is></c><c r="C1" t="inlineStr"><is><t>Ad</t></is></c>'
+                      '<c t="inlineStr"><is><t>Soyad</t></is></c></row><row r="4"><c><v>1</v></c></row><row>'
+                      '<c><v>5325551122.0</v></c><c/><c><v>1e20</v></c></row>')
+    assert sheet_rows(make_xlsx(tmp_path / "r.xlsx", sheet)) == [
+        (1, ["id", "", "Ad", "Soyad"]), (4, ["1"]), (5, ["5325551122", "", "1e+20"])]
+
+
+def test_numbers_and_dates_a_reviewer_tried():
+    def number(text, code=None):
+        return ie._number_text(text, None if code is None else ie._date_shape(code), False, "A1")
+
+    assert number("5325551122.0") == "5325551122" and number("905051234567.0") == "905051234567"
+    assert number("1e20") == "1e+20" and ie._is_scientific_number("1e+20")  # as a phone: refused, not sent
+    assert number("59", "dd.mm.yyyy") == "28/02/1900" and number("60", "dd.mm.yyyy") == "29/02/1900"
+    assert number("61", "dd.mm.yyyy") == "01/03/1900" and number("45562", "dd.mm.yyyy") == "27/09/2024"
+    assert ie._iso_date_text("1900-02-29", "A1") == "29/02/1900"
+    assert ie._iso_date_text("2024-09-27T14:30:00", "A1") == "27/09/2024 14:30"
+    assert isinstance(ie._iso_date_text("dün", "A1"), ie._CellError)
 
 
 # ---------------------------------------------------------------------------

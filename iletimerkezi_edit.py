@@ -868,13 +868,14 @@ class _Proxy:
         self.port = port
         self._authorization: Optional[str] = None
         # Every form the credentials can be seen in, to take out of whatever a proxy answers: the password as
-        # decoded, as written in the URL, percent-encoded, its UTF-8 bytes read as Latin-1 (as http.client reads
-        # a status line), and the base64 of "user:password" sent on the wire, padding or none.
+        # decoded, as written in the URL, percent-encoded ("/" too or not, as urllib.parse.quote leaves it), its
+        # UTF-8 bytes read as Latin-1 (as http.client reads a status line), and the base64 of "user:password"
+        # sent on the wire, padding or none.
         self.secrets: Tuple[str, ...] = ()
         if user is not None:
             token = base64.b64encode(f"{user}:{password or ''}".encode()).decode("ascii")
             self._authorization = "Basic " + token
-            forms = (password, written, urllib.parse.quote(password or "", safe=""),
+            forms = (password, written, urllib.parse.quote(password or "", safe=""), urllib.parse.quote(password or ""),
                      (password or "").encode().decode("latin-1"), token.rstrip("="))
             self.secrets = tuple(sorted({form for form in forms if form}, key=len, reverse=True))
 
@@ -1123,12 +1124,13 @@ class _Request:
 class _Answer:
     """An HTTP answer as read; ``repr`` leaves out the body, which may echo the request and so the hash."""
 
-    __slots__ = ("body", "retry_after", "status")
+    __slots__ = ("body", "retry_after", "secrets", "status")
 
-    def __init__(self, status: int, retry_after: Optional[str], body: bytes) -> None:
+    def __init__(self, status: int, retry_after: Optional[str], body: bytes, secrets: Tuple[str, ...] = ()) -> None:
         self.status = status
         self.retry_after = retry_after  # the header as sent, if it was: the retry policy reads it
         self.body = body
+        self.secrets = secrets  # the credentials of the proxy it came through, which it may repeat: kept out of logs
 
     def __repr__(self) -> str:
         return f"<answer: HTTP {self.status}, {len(self.body)} bytes>"
@@ -1267,7 +1269,7 @@ class _Connection:
             self.close()
         else:
             self.idle_since = time.time()
-        return _Answer(answer.status, answer.getheader("Retry-After"), body)
+        return _Answer(answer.status, answer.getheader("Retry-After"), body, self.secrets)
 
 
 def _final_answer(source: _DeadlineSocket, method: str) -> http.client.HTTPResponse:
@@ -1567,7 +1569,7 @@ class _RetryPolicy:
             _log.debug("%s: %s after %d ms", where, said, (time.monotonic() - started) * 1000)
         if bodies:
             received = ("no answer" if answer is None else
-                        _redact(answer.body.decode("utf-8", "replace"), credentials.hash))
+                        _redact(answer.body.decode("utf-8", "replace"), credentials.hash, *answer.secrets))
             if len(received) > _BODY_LOG_LIMIT:
                 received = received[:_BODY_LOG_LIMIT] + f"... ({len(received) - _BODY_LOG_LIMIT} more characters)"
             _body_log.debug(
@@ -2069,11 +2071,19 @@ def _run_single(args: argparse.Namespace) -> int:
     return _EXIT_OK
 
 
-def _environment_secrets() -> List[str]:
+def _environment_secrets(argv: Optional[Sequence[str]] = None) -> List[str]:
+    """What an internal error must not show: the credentials, and every form of those of a proxy it could use
+    (from the environment or ``--proxy``)."""
     found = [value for value in map(os.environ.get, (_ENV_SECRET, _ENV_HASH, _ENV_API_HASH)) if value]
     with contextlib.suppress(Exception):
         found.append(Credentials.from_env().hash)
-    return found
+    proxies = list(urllib.request.getproxies().values())
+    with contextlib.suppress(Exception, SystemExit):  # parsed once already: this parse succeeds, silently
+        proxies.append(_argument_parser().parse_args(argv).proxy)
+    for value in proxies:
+        with contextlib.suppress(Exception):  # not a proxy URL, or none
+            found += _parse_proxy(value, "proxy").secrets  # type: ignore[union-attr]
+    return sorted(found, key=len, reverse=True)  # the longest first: none is cut by a shorter one inside it
 
 
 def _add_contact_options(parser: argparse.ArgumentParser) -> None:
@@ -3335,8 +3345,8 @@ def _open_text(path: str, given: Optional[str]) -> Tuple[Iterator[str], str, Cal
             lines = _decoded_lines(_HeadFirst(head, binary), encoding, given is None,  # type: ignore[arg-type]
                                    "standard input" if path == "-" else path)
             return lines, encoding, (lambda: None) if path == "-" else binary.close
-        with open(path, "rb") as head:
-            encoding = _input_encoding(head.read(4), given)
+        with open(path, "rb") as start:
+            encoding = _input_encoding(start.read(4), given)
         _check_decodable(path, encoding, given is None)
         stream = open(path, encoding=encoding, newline="")  # noqa: SIM115  # closed by the returned callable
     except OSError as exc:
@@ -4029,7 +4039,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return _report(f"the output could not be written: {exc}", _EXIT_OUTPUT_LOST)
     except Exception as exc:  # a defect: one line, as every other outcome, and a code of its own
         message = f"internal error (a defect; please report it): {type(exc).__name__}: {exc}"
-        return _report(_redact(message, *_environment_secrets()), _EXIT_INTERNAL)
+        return _report(_redact(message, *_environment_secrets(argv)), _EXIT_INTERNAL)
 
 
 def _run(argv: Optional[Sequence[str]]) -> int:

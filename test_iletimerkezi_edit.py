@@ -34,6 +34,7 @@ import time
 import traceback
 import tracemalloc
 import types
+import urllib.parse
 import xml.etree.ElementTree as ET
 import zipfile
 from pathlib import Path
@@ -305,10 +306,15 @@ class FakeHTTPServer(http.server.ThreadingHTTPServer):
         self.service.closed += 1
 
 
+class FakeHTTPServer6(FakeHTTPServer):
+    address_family = socket.AF_INET6
+
+
 @contextlib.contextmanager
 def running(service, bind="127.0.0.1", tls=None):
-    """Serve ``service`` on a free port; ``tls`` is a server-side SSLContext for https://."""
-    server = FakeHTTPServer((bind, 0), FakeHandler)
+    """Serve ``service`` on a free port of ``bind`` (an IPv4 or IPv6 address); ``tls`` is a server-side SSLContext
+    for https://."""
+    server = (FakeHTTPServer6 if ":" in bind else FakeHTTPServer)((bind, 0), FakeHandler)
     server.service = service
     if tls is not None:
         # The handshake happens on first read, in the handler's thread, not in accept().
@@ -316,7 +322,8 @@ def running(service, bind="127.0.0.1", tls=None):
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.005}, daemon=True)
     thread.start()
     scheme = "http" if tls is None else "https"
-    service.url = f"{scheme}://{bind}:{server.server_address[1]}{PATH}"
+    host = f"[{bind}]" if ":" in bind else bind
+    service.url = f"{scheme}://{host}:{server.server_address[1]}{PATH}"
     try:
         yield service
     finally:
@@ -686,6 +693,97 @@ def test_from_env_reads_os_environ_by_default(monkeypatch):
     monkeypatch.setenv("ILETIMERKEZI_SECRET", SECRET)
     monkeypatch.delenv("ILETIMERKEZI_HASH", raising=False)
     assert ie.Credentials.from_env() == CREDS
+
+
+# -- the provider's names (ILETIMERKEZI_API_KEY, ILETIMERKEZI_API_HASH) beside the older ones -----------------
+
+OTHER_KEY, OTHER_SECRET = "other-key", "other-secret"
+OTHER_HASH = hmac.new(OTHER_SECRET.encode(), OTHER_KEY.encode(), hashlib.sha256).hexdigest()
+SIGNED_BY_OTHER_SECRET = hmac.new(OTHER_SECRET.encode(), KEY.encode(), hashlib.sha256).hexdigest()  # KEY, wrong secret
+CREDENTIAL_VALUES = (KEY, SECRET, HASH, OTHER_KEY, OTHER_SECRET, OTHER_HASH, SIGNED_BY_OTHER_SECRET)
+API_KEY, API_HASH = "ILETIMERKEZI_API_KEY", "ILETIMERKEZI_API_HASH"
+OLD_KEY, OLD_SECRET, OLD_HASH = "ILETIMERKEZI_KEY", "ILETIMERKEZI_SECRET", "ILETIMERKEZI_HASH"
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {API_KEY: KEY, API_HASH: HASH},  # the provider's names alone
+        {API_KEY: KEY, API_HASH: HASH.upper()},
+        {OLD_KEY: KEY, OLD_SECRET: SECRET},  # the older names alone
+        {OLD_KEY: KEY, OLD_HASH: HASH},
+        {API_KEY: KEY, API_HASH: HASH, OLD_KEY: KEY, OLD_HASH: HASH},  # both families, agreeing
+        {API_KEY: KEY, API_HASH: HASH, OLD_KEY: KEY, OLD_HASH: HASH.upper()},  # one hash, in either case
+        {API_KEY: KEY, API_HASH: HASH, OLD_KEY: KEY, OLD_SECRET: SECRET},  # a secret that signs to the hash
+        {API_KEY: KEY, API_HASH: HASH.upper(), OLD_KEY: KEY, OLD_SECRET: SECRET, OLD_HASH: HASH},  # all five
+        {API_KEY: KEY, API_HASH: HASH, OLD_SECRET: SECRET},  # the provider's key with the secret that signs it
+        {API_KEY: KEY, OLD_SECRET: SECRET},  # one key, one way to its hash: nothing to disagree
+        {OLD_KEY: KEY, API_HASH: HASH},
+        {API_KEY: "", API_HASH: "", OLD_KEY: KEY, OLD_SECRET: SECRET},  # set but empty is not set
+        {API_KEY: KEY, API_HASH: HASH, OLD_KEY: "", OLD_SECRET: "", OLD_HASH: ""},
+    ],
+    ids=lambda env: "+".join(f"{name[13:]}{'' if value else '(empty)'}" for name, value in env.items()),
+)
+def test_from_env_reads_either_family_and_both_when_they_agree(monkeypatch, env):
+    assert ie.Credentials.from_env(env) == CREDS
+    for name in (API_KEY, API_HASH, OLD_KEY, OLD_SECRET, OLD_HASH):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert ie.Credentials.from_env() == CREDS  # os.environ, the default, read the same way
+
+
+def validation_error_of(call):
+    """The ValidationError that ``call()`` raises, caught in this frame, which holds nothing else."""
+    try:
+        call()
+    except ie.ValidationError as error:
+        return error
+    raise AssertionError("no ValidationError")
+
+
+@pytest.mark.parametrize(
+    "env, named",
+    [
+        ({API_KEY: KEY}, [API_HASH, OLD_SECRET, OLD_HASH]),  # what would complete it
+        ({API_HASH: HASH}, [API_KEY, OLD_KEY]),
+        ({API_KEY: KEY, API_HASH: "0" * 63}, [API_HASH]),
+        ({API_KEY: KEY, API_HASH: HASH + "0"}, [API_HASH]),
+        ({API_KEY: KEY, API_HASH: SECRET}, [API_HASH]),  # the secret pasted where the hash goes
+        ({API_KEY: KEY + " ", API_HASH: HASH}, [API_KEY]),
+        ({API_KEY: "a\x01b", API_HASH: HASH}, [API_KEY]),
+        # Both families, disagreeing: the key,
+        ({API_KEY: KEY, API_HASH: HASH, OLD_KEY: OTHER_KEY, OLD_HASH: HASH}, [API_KEY, OLD_KEY]),
+        ({API_KEY: OTHER_KEY, API_HASH: OTHER_HASH, OLD_KEY: KEY, OLD_SECRET: SECRET}, [API_KEY, OLD_KEY]),
+        ({API_KEY: KEY.upper(), API_HASH: HASH, OLD_KEY: KEY, OLD_HASH: HASH}, [API_KEY, OLD_KEY]),
+        # the hash,
+        ({API_KEY: KEY, API_HASH: HASH, OLD_KEY: KEY, OLD_HASH: OTHER_HASH}, [API_HASH, OLD_HASH]),
+        ({API_KEY: KEY, API_HASH: OTHER_HASH, OLD_HASH: HASH}, [API_HASH, OLD_HASH]),
+        # a secret that does not sign to the provider's hash (a secret of another key, or another secret),
+        ({API_KEY: KEY, API_HASH: HASH, OLD_KEY: KEY, OLD_SECRET: OTHER_SECRET}, [API_HASH, OLD_SECRET]),
+        ({API_KEY: KEY, API_HASH: SIGNED_BY_OTHER_SECRET, OLD_SECRET: SECRET}, [API_HASH, OLD_SECRET]),
+        ({API_KEY: KEY, API_HASH: OTHER_HASH, OLD_KEY: KEY, OLD_SECRET: OTHER_SECRET}, [API_HASH, OLD_SECRET]),
+        # or all three, with one odd one out.
+        ({API_KEY: KEY, API_HASH: HASH, OLD_KEY: KEY, OLD_SECRET: SECRET, OLD_HASH: OTHER_HASH}, [OLD_HASH]),
+        ({API_KEY: KEY, API_HASH: OTHER_HASH, OLD_KEY: KEY, OLD_SECRET: SECRET, OLD_HASH: HASH}, [API_HASH]),
+    ],
+)
+def test_from_env_refuses_what_it_cannot_use_naming_the_variables_never_their_values(monkeypatch, env, named):
+    with pytest.raises(ie.ValidationError) as caught:
+        ie.Credentials.from_env(env)
+    message = str(caught.value)
+    assert all(name in message for name in named), message
+    for value in CREDENTIAL_VALUES + (KEY.upper(), HASH.upper(), OTHER_HASH.upper()):
+        assert value.lower() not in message.lower(), message
+    for name in list(os.environ):
+        if name.startswith("ILETIMERKEZI_"):
+            monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    error = validation_error_of(ie.Credentials.from_env)  # from os.environ: no frame holds the values as given
+    assert str(error) == message
+    shown = shown_with_locals(error)
+    assert not any(value in shown for value in (SECRET, HASH, OTHER_SECRET, OTHER_HASH, SIGNED_BY_OTHER_SECRET))
 
 
 # ---------------------------------------------------------------------------
@@ -1461,6 +1559,21 @@ def test_wrong_hash_raises_authentication_error(service):
     assert wrong.hash not in str(caught.value)
 
 
+def test_a_401_names_its_three_causes(service):
+    with pytest.raises(ie.AuthenticationError) as caught:
+        ie.edit_contact(ie.Credentials(KEY, "0" * 64), ie.Contact(1009, name="x"), url=service.url)
+    message = str(caught.value)
+    assert message.startswith("401 Üyelik bilgileri hatalı (")
+    assert 'API access is not allowed in the panel (Settings → Security → Access Permissions → "Allow API access")' \
+        in message
+    assert "the call came from an IP address the account does not allow" in message
+    assert "or the key or hash is wrong" in message
+    assert caught.value.description in message and "0" * 64 not in message
+    doc = " ".join(ie.AuthenticationError.__doc__.split())
+    assert '"Allow API access" is off in the panel (Settings → Security → Access Permissions)' in doc
+    assert "an IP address the account does not allow" in doc and "the key or hash is wrong" in doc
+
+
 def test_wrong_path_raises_404(service):
     with pytest.raises(ie.APIError) as caught:
         ie.edit_contact(CREDS, ie.Contact(1009, name="x"), url=service.url.replace("edit-contact", "edit-contacts"))
@@ -1849,6 +1962,7 @@ class ConnectProxy(LoopbackListener):
         if self.refuse is not None:
             return self._answer(connection, self.refuse, self.reason)
         host, port = target.rsplit(":", 1)
+        host = host.strip("[]")  # an IPv6 address, as a CONNECT target writes it
         try:
             upstream = socket.create_connection((self.hosts.get(host, host), int(port)), timeout=5)
         except OSError:
@@ -2111,6 +2225,68 @@ def test_the_environment_is_read_for_every_new_connection_and_an_explicit_proxy_
         ie.edit_contact(CREDS, ie.Contact(1009, name="none again"), url=tls_service.url, ssl_context=trusted,
                         proxy="")
     assert (len(proxy.connects), len(other.connects), len(tls_service.requests)) == (1, 1, 5)
+
+
+# -- no_proxy: names, CIDR ranges and bare addresses ---------------------------------------------------------
+
+def has_ipv6_loopback():
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+needs_ipv6 = pytest.mark.skipif(not has_ipv6_loopback(), reason="no IPv6 loopback on this machine")
+
+
+@pytest.mark.parametrize(
+    "host, no_proxy, direct",
+    [
+        ("127.0.0.1", "10.0.0.0/8,127.0.0.0/8", True),  # a CIDR range, as curl and requests read it
+        ("127.0.0.1", "127.0.0.1/32", True),
+        ("127.0.0.1", " 192.168.0.0/16 , 127.0.0.0/24 ", True),  # blanks around entries
+        ("127.0.0.1", "127.0.0.1", True),  # a bare address
+        ("127.0.0.1", "10.0.0.0/8,fd00::/8", False),  # ranges that do not hold it
+        ("127.0.0.1", "127.0.0.2/32,::/0", False),  # nor does an IPv6 range, even all of it
+        ("127.0.0.1", "127.0.0.0/33,127.0.0.0/x,not/8,[,,300.0.0.0/8,127.0.0.0/8/8,127.0.0.0-127.0.0.9", False),
+        ("127.0.0.1", "127.0.0.0/33,, garbage/8 ,127.0.0.0/8", True),  # garbage ignored, the rest still read
+        pytest.param("::1", "::1", True, marks=needs_ipv6),  # bare IPv6: urllib alone misses it against "[::1]"
+        pytest.param("::1", "[::1]", True, marks=needs_ipv6),
+        pytest.param("::1", "::1/128", True, marks=needs_ipv6),
+        pytest.param("::1", "fd00::/8,::/64", True, marks=needs_ipv6),
+        pytest.param("::1", "fd00::/8", False, marks=needs_ipv6),
+        pytest.param("::1", "127.0.0.0/8,::2", False, marks=needs_ipv6),
+        ("localhost", "127.0.0.0/8", False),  # a name is never looked up to match a range
+        ("localhost", "127.0.0.1,::1,[::1]", False),  # nor an address
+        ("localhost", "localhost", True),
+    ],
+)
+@pytest.mark.parametrize("variable", ["NO_PROXY", "no_proxy"])
+def test_no_proxy_takes_cidr_ranges_and_bare_addresses_and_never_looks_names_up(monkeypatch, host, no_proxy, direct,
+                                                                                 variable):
+    looked_up = []
+    real_getaddrinfo = socket.getaddrinfo
+
+    def recording_getaddrinfo(name, *args, **kwargs):
+        looked_up.append(name)
+        return real_getaddrinfo(name, *args, **kwargs)
+
+    with running(FakeService(), bind="::1" if host == "::1" else "127.0.0.1") as service, \
+            ConnectProxy(hosts={"localhost": "127.0.0.1"}) as proxy:
+        url = service.url.replace("127.0.0.1", host) if host == "localhost" else service.url
+        monkeypatch.setenv("http_proxy", proxy.url)  # the loopback http:// service: http_proxy serves it
+        monkeypatch.setenv(variable, no_proxy)
+        monkeypatch.setattr(socket, "getaddrinfo", recording_getaddrinfo)
+        for via in VIAS:
+            assert edit_once(via, CREDS, ie.Contact(1009, name="x"), url=url, timeout=5).contact.name == "x"
+    port = url.rsplit(":", 1)[1].split("/")[0]
+    target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    assert [connect[:2] for connect in proxy.connects] == ([] if direct else [("CONNECT", target)] * 2)
+    assert len(service.requests) == 2 and service.connections == 2  # each way: one connection, the edit arrives
+    if host == "localhost" and not direct:
+        assert "localhost" not in looked_up  # the proxy resolves the target; the client only the proxy
 
 
 # -- fork ----------------------------------------------------------------------
@@ -2653,6 +2829,165 @@ def test_a_refused_proxy_password_stays_out_of_the_frames_below_the_call(service
             below.append(repr(trace.tb_frame.f_locals))
         trace = trace.tb_next
     assert below and not any("Hunter2-Sekret" in local_variables for local_variables in below)
+
+
+# -- a proxy that repeats its credentials: in its status line, a header, its body, wherever it can ------------
+
+# Proxy users and passwords, as they are (the URL holds them percent-encoded): the pair above, and a Turkish one
+# whose "user:password" base64 has padding (it ends "=") while the other's has "==".
+PROXY_ACCOUNTS = {"ascii-escaped": (PROXY_USER, PROXY_PASSWORD), "turkish": ("ali.", "Şifre@Çok:Gizli")}
+
+
+def proxy_url_with(proxy, user, password):
+    quoted = f"{urllib.parse.quote(user, safe='')}:{urllib.parse.quote(password, safe='')}"
+    return proxy.url.replace("http://", f"http://{quoted}@")
+
+
+def credential_forms(authorization):
+    """Every form of the credentials that a CONNECT's ``Proxy-Authorization`` carries, as a proxy could repeat them:
+    the header's value, its base64 with and without padding, "user:password", the password as it is,
+    percent-encoded (two ways), and its UTF-8 bytes read as Latin-1 (as http.client reads a status line)."""
+    token = authorization.partition(" ")[2]
+    user_password = base64.b64decode(token).decode("utf-8")
+    password = user_password.partition(":")[2]
+    forms = {authorization, token, token.rstrip("="), user_password, password, urllib.parse.quote(password, safe=""),
+             urllib.parse.quote(password), password.encode("utf-8").decode("latin-1")}
+    return sorted(forms, key=len)
+
+
+def echo_page(forms):
+    return ("<html><body>" + " | ".join(forms) + "</body></html>").encode("utf-8")
+
+
+def echo_head(status_line, forms, body, extra=()):
+    head = [status_line, "Content-Type: text/html", f"Content-Length: {len(body)}",
+            f'Proxy-Authenticate: Basic realm="{forms[-1]}"', *(f"X-Echo-{n}: {form}" for n, form in enumerate(forms)),
+            *extra]
+    return ("\r\n".join(head) + "\r\n\r\n").encode("utf-8")
+
+
+def echoing_proxy(kind):
+    """A ``ConnectProxy`` behaviour that answers the CONNECT (or the request through the tunnel) repeating the
+    credentials in every form: ``kind`` says how."""
+
+    def act(connection, proxy):
+        forms = credential_forms(proxy.connects[-1][2]["Proxy-Authorization"])
+        said = " ".join(forms)
+        body = echo_page(forms)
+        if kind in ("407", "407 then close", "407 then reset", "407 cut short"):
+            data = echo_head(f"HTTP/1.1 407 {said}", forms, body) + body
+            connection.sendall(data[:-10] if kind == "407 cut short" else data)
+            if kind == "407 then reset":
+                connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            if kind == "407":  # kept open, as a proxy that waits for the retry with credentials
+                proxy.released.wait(5)
+        elif kind == "interim then 407":
+            connection.sendall(f"HTTP/1.1 100 {said}\r\nX-Echo: {said}\r\n\r\n".encode("utf-8")
+                               + echo_head(f"HTTP/1.1 407 {said}", forms, body) + body)
+        elif kind == "101":
+            connection.sendall(echo_head(f"HTTP/1.1 101 {said}", forms, b""))
+        elif kind == "not HTTP":
+            connection.sendall(f"SSH-2.0-OpenSSH {said}\r\n{said}\r\n\r\n".encode("utf-8"))
+        elif kind == "bad status":
+            connection.sendall(f"HTTP/1.1 4O7 {said}\r\n\r\n".encode("utf-8"))
+        elif kind == "header too long":
+            connection.sendall(f"HTTP/1.1 407 x\r\nX-Echo: {said}{'x' * 70000}\r\n\r\n".encode("utf-8"))
+        elif kind == "200 and more":
+            connection.sendall(f"HTTP/1.1 200 {said}\r\n\r\n{said}".encode("utf-8"))
+        elif kind.startswith("tunnel "):  # the tunnel opens; then the proxy answers the request itself
+            connection.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            read_request(connection)
+            if kind == "tunnel bad status line":
+                connection.sendall(f"HTTP/1.1 2OO {said}\r\n\r\n".encode("utf-8"))
+            elif kind == "tunnel 502 page":
+                connection.sendall(echo_head(f"HTTP/1.1 502 {said}", forms, body) + body)
+            elif kind == "tunnel API message":  # a 400 whose message repeats them
+                page = response_document(400).replace(SERVER_MESSAGES[400].encode(), xml_escape(said).encode())
+                connection.sendall(echo_head(f"HTTP/1.1 400 {said}", forms, page) + page)
+            elif kind == "tunnel cut short":
+                connection.sendall(echo_head("HTTP/1.1 200 OK", forms, body + b"x" * 100) + body)
+
+    return act
+
+
+ECHO_KINDS = {  # how the proxy repeats them, and what the caller gets
+    "407": ie.ProxyError,
+    "407 then close": ie.ProxyError,
+    "407 then reset": ie.ProxyError,
+    "407 cut short": ie.ProxyError,
+    "interim then 407": ie.ProxyError,
+    "101": ie.TransportError,
+    "not HTTP": ie.TransportError,
+    "bad status": ie.TransportError,
+    "header too long": ie.TransportError,
+    "200 and more": ie.TransportError,
+    "tunnel bad status line": ie.TransportError,
+    "tunnel 502 page": ie.ResponseError,
+    "tunnel API message": ie.APIError,
+    "tunnel cut short": ie.TransportError,
+}
+
+
+class Unshown:
+    """Holds a value that a frame's locals must not show (here: a proxy URL with its password)."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def __repr__(self):
+        return "<unshown>"
+
+
+def error_of(call):
+    """The IletiMerkeziError that ``call()`` raises, caught in this frame, which holds nothing else."""
+    try:
+        call()
+    except ie.IletiMerkeziError as error:
+        return error
+    raise AssertionError("no error")
+
+
+def proxy_texts(error, records):
+    """All that ``error`` and ``records`` can show: what ``everything_a_user_sees`` finds, the pickle and what it
+    rebuilds, the traceback of the chain and the same with each frame's local variables."""
+    import pickle
+
+    rebuilt = pickle.loads(pickle.dumps(error))
+    texts = [everything_a_user_sees(error, records), shown_with_locals(error),
+             "".join(traceback.format_exception(type(error), error, error.__traceback__, chain=True)),
+             str(rebuilt), repr(rebuilt), repr(vars(rebuilt)),
+             pickle.dumps(error).decode("latin-1"),  # what crosses a process boundary, byte for byte
+             pickle.dumps(error, protocol=0).decode("latin-1")]
+    return "\n".join(texts).lower()
+
+
+def assert_no_form_of(forms, text, where=""):
+    shown = [form for form in forms if form.lower() in text.lower()]
+    assert not shown, f"{where}: {shown}"
+
+
+@pytest.mark.parametrize("account", list(PROXY_ACCOUNTS))
+@pytest.mark.parametrize("kind", list(ECHO_KINDS))
+@pytest.mark.parametrize("given", ["argument", "environment"])
+def test_no_form_of_the_proxy_credentials_shows_whatever_the_proxy_repeats(quick_backoff, monkeypatch, caplog, service,
+                                                                           kind, account, given):
+    caplog.set_level(logging.DEBUG, logger="iletimerkezi_edit")
+    caplog.set_level(logging.DEBUG, logger="iletimerkezi_edit.bodies")
+    with ConnectProxy(act=echoing_proxy(kind)) as proxy:
+        url = Unshown(proxy_url_with(proxy, *PROXY_ACCOUNTS[account]))
+        if given == "environment":
+            monkeypatch.setenv("http_proxy", url.value)  # the loopback http:// service: http_proxy serves it
+        chosen = Unshown(url.value if given == "argument" else None)
+        error = error_of(lambda: ie.edit_contact(CREDS, ie.Contact(1009, name="x"), url=service.url,
+                                                 proxy=chosen.value, timeout=2, retries=1))
+        del url, chosen
+    assert type(error) is ECHO_KINDS[kind], repr(error)
+    forms = credential_forms(proxy.connects[0][2]["Proxy-Authorization"])
+    assert_no_form_of(forms, proxy_texts(error, caplog.records), kind)
+    if kind in ("tunnel bad status line", "tunnel API message"):
+        assert "REDACTED" in str(error)  # the echo reached the error, and was taken out there
+    assert len(proxy.connects) == (1 if ECHO_KINDS[kind] in (ie.ProxyError, ie.APIError) else 2)  # tried again
+    assert service.connections == 0  # the proxy answered for the service, and nothing went around it
 
 
 def test_each_attempt_logs_one_debug_line(caplog):
@@ -3443,6 +3778,85 @@ def test_cli_internal_errors_exit_70_in_one_line_without_secrets(monkeypatch, ca
     assert "RuntimeError" in err and HASH not in err and SECRET not in err
 
 
+def test_cli_edits_with_only_the_providers_variable_names(service, run_main):
+    env = {"ILETIMERKEZI_API_KEY": KEY, "ILETIMERKEZI_API_HASH": HASH}
+    code, stdout, stderr = run_main(["--id", "1009", "--name", "Şule", "--url", service.url], env)
+    assert (code, stderr) == (0, "") and "contact 1009" in stdout and "name: Şule" in stdout
+    [(_, _, body)] = service.requests
+    sent = ET.fromstring(body)
+    assert (sent.findtext("authentication/key"), sent.findtext("authentication/hash")) == (KEY, HASH)
+    assert service.contacts[1009]["name"] == "Şule"
+    code, stdout, stderr = run_main(["--dry-run", "--id", "1", "--name", "x"], {"ILETIMERKEZI_API_KEY": KEY})
+    root = ET.fromstring(stdout.encode("utf-8"))
+    assert (code, stderr) == (0, "")
+    assert (root.findtext("authentication/key"), root.findtext("authentication/hash")) == (KEY, "REDACTED")
+    code, stdout, stderr = run_main(["--id", "1009", "--name", "x", "--url", service.url],
+                                    {"ILETIMERKEZI_API_KEY": KEY, "ILETIMERKEZI_API_HASH": "0" * 64})
+    assert (code, stdout) == (1, "") and "0" * 64 not in stderr
+    assert stderr.startswith("iletimerkezi-edit: the API refused the edit: 401 Üyelik bilgileri hatalı (")
+    assert '"Allow API access"' in stderr and "an IP address the account does not allow" in stderr
+
+
+@pytest.mark.parametrize("env, named", [
+    ({"ILETIMERKEZI_API_KEY": KEY, "ILETIMERKEZI_API_HASH": HASH, "ILETIMERKEZI_KEY": "other-key"},
+     "ILETIMERKEZI_API_KEY and ILETIMERKEZI_KEY"),
+    ({"ILETIMERKEZI_API_KEY": KEY, "ILETIMERKEZI_API_HASH": HASH, "ILETIMERKEZI_SECRET": "wrong"},
+     "ILETIMERKEZI_API_HASH does not match"),
+    ({"ILETIMERKEZI_API_KEY": KEY}, "ILETIMERKEZI_API_HASH"),
+])
+def test_cli_refuses_variables_that_disagree_naming_them_and_sends_nothing(service, run_main, env, named):
+    code, stdout, stderr = run_main(["--id", "1009", "--name", "x", "--url", service.url], env)
+    assert (code, stdout) == (2, "") and named in stderr and stderr.count("\n") == 1
+    assert "other-key" not in stderr and "wrong" not in stderr.replace("what is wrong", "")
+    assert service.connections == 0
+
+
+def test_cli_help_says_a_proxy_password_shows_in_the_process_list(run_main):
+    _, stdout, _ = run_main(["--help"])
+    text = " ".join(stdout.split())
+    assert "shows in the process list (ps)" in text and "set HTTPS_PROXY in the environment instead" in text
+    assert "ILETIMERKEZI_API_KEY and ILETIMERKEZI_API_HASH" in text
+
+
+@pytest.mark.parametrize("kind", ["407", "tunnel bad status line", "tunnel 502 page", "tunnel API message"])
+@pytest.mark.parametrize("flags", [["-v"], ["-vv"], ["--json"], ["-vv", "--json"]])
+@pytest.mark.parametrize("given", ["--proxy", "environment"])
+def test_cli_never_prints_a_form_of_the_proxy_credentials(monkeypatch, service, run_main, kind, flags, given):
+    with ConnectProxy(act=echoing_proxy(kind)) as proxy:
+        url = proxy_url_with(proxy, *PROXY_ACCOUNTS["turkish"])
+        args = ["--id", "1009", "--name", "x", "--url", service.url, "--retries", "0", *flags]
+        if given == "environment":
+            monkeypatch.setenv("http_proxy", url)
+        code, stdout, stderr = run_main(args + (["--proxy", url] if given == "--proxy" else []), CREDENTIAL_ENV)
+    assert code == (1 if kind == "tunnel API message" else 3) and stderr
+    if "-vv" in flags and kind != "407":
+        assert "; answer '" in stderr  # the bodies line is there, the proxy's words in it
+    forms = credential_forms(proxy.connects[0][2]["Proxy-Authorization"])
+    assert_no_form_of(forms, stdout + stderr, kind)
+
+
+def test_cli_internal_error_shows_no_form_of_the_proxy_credentials(monkeypatch, capsys, service):
+    def broken(sock, proxy, target, deadline):  # a defect that quotes what it was sending
+        raise RuntimeError(f"a defect sending {proxy.connect_request(target)!r}")
+
+    monkeypatch.setattr(ie, "_tunnel", broken)
+    for name, value in CREDENTIAL_ENV.items():
+        monkeypatch.setenv(name, value)
+    account = PROXY_ACCOUNTS["turkish"]
+    with ConnectProxy() as proxy:
+        url = proxy_url_with(proxy, *account)
+        forms = credential_forms(basic(*account))
+        assert ie.main(["--id", "1009", "--name", "x", "--url", service.url, "--proxy", url]) == 70
+        err = capsys.readouterr().err
+        assert err.startswith("iletimerkezi-edit: internal error") and "RuntimeError" in err
+        assert_no_form_of(forms, err, "--proxy")
+        monkeypatch.setenv("http_proxy", url)
+        assert ie.main(["--id", "1009", "--name", "x", "--url", service.url]) == 70
+        err = capsys.readouterr().err
+        assert err.startswith("iletimerkezi-edit: internal error") and "RuntimeError" in err
+        assert_no_form_of(forms, err, "http_proxy")
+
+
 def test_cli_interrupted_exits_130(monkeypatch, capsys):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -3687,6 +4101,24 @@ def test_cli_refuses_to_overwrite_a_report_and_resume_skips_what_was_ok(service,
     assert sent_names(service)[first_run:] == ["r0"]
     oks = collections.Counter(entry["line"] for entry in report_of(report, cut=1) if entry.get("ok") is True)
     assert oks == {line: 1 for line in range(2, 8)}
+
+
+@pytest.mark.parametrize("kind", ["407", "tunnel bad status line", "tunnel API message"])
+def test_cli_bulk_report_and_failures_hold_no_form_of_the_proxy_credentials(service, tmp_path, run_main, kind):
+    source = tmp_path / "in.csv"
+    source.write_text("id,name\n" + "".join(f"{PEOPLE[n]},r{n}\n" for n in range(3)), encoding="utf-8")
+    report, failed = Path(str(source) + ".report.jsonl"), tmp_path / "failed.csv"
+    with ConnectProxy(act=echoing_proxy(kind)) as proxy:
+        url = proxy_url_with(proxy, *PROXY_ACCOUNTS["turkish"])
+        code, stdout, stderr = run_main(["--input", str(source), "--url", service.url, "--proxy", url, "--workers", "2",
+                                         "--retries", "0", "--failed", str(failed), "-vv"], CREDENTIAL_ENV)
+    assert code == 1 and "3 records: 0 succeeded, 3 failed" in stderr, stderr
+    entries = report_of(report)
+    assert len(entries) == 3 and not any(entry.get("ok") for entry in entries)
+    forms = credential_forms(proxy.connects[0][2]["Proxy-Authorization"])
+    written = report.read_text(encoding="utf-8") + failed.read_text(encoding="utf-8")
+    for text in (written, json.dumps(entries, ensure_ascii=False), stdout, stderr):
+        assert_no_form_of(forms, text, kind)
 
 
 def test_cli_resumes_after_a_report_cut_inside_a_turkish_letter(service, tmp_path):
@@ -5312,11 +5744,14 @@ def load_lambda_function(monkeypatch):
     """Load the README's lambda_function.py as Lambda would: environment first, then the module."""
     loaded = []
 
-    def load(url):
+    def load(url, credentials=CREDENTIAL_ENV):
         readme = (HERE / "README.md").read_text(encoding="utf-8")
         [code] = [block for block in re.findall(r"```python\n(.*?)```", readme, re.DOTALL)
                   if "def lambda_handler" in block and "batchItemFailures" not in block]  # not the SQS consumer's
-        for name, value in {**CREDENTIAL_ENV, "ILETIMERKEZI_URL": url}.items():
+        for name in list(os.environ):
+            if name.startswith("ILETIMERKEZI_"):
+                monkeypatch.delenv(name)
+        for name, value in {**credentials, "ILETIMERKEZI_URL": url}.items():
             monkeypatch.setenv(name, value)
         module = types.ModuleType("lambda_function")
         exec(compile(code, "README.md (lambda_function.py)", "exec"), module.__dict__)
@@ -5430,6 +5865,60 @@ def test_readme_lambda_handler_fails_the_invocation_when_no_answer_comes(load_la
     function = load_lambda_function(f"http://127.0.0.1:{unused_port()}{PATH}")
     with pytest.raises(ie.TransportError):
         function.lambda_handler({"id": 1009, "name": "x"}, None)
+
+
+def test_readme_lambda_handler_runs_with_the_providers_variable_names(load_lambda_function, service):
+    readme = (HERE / "README.md").read_text(encoding="utf-8")
+    assert "set `ILETIMERKEZI_API_KEY` and `ILETIMERKEZI_API_HASH`\nin the function's environment" in readme
+    function = load_lambda_function(service.url, {"ILETIMERKEZI_API_KEY": KEY, "ILETIMERKEZI_API_HASH": HASH})
+    assert function.CREDENTIALS == CREDS
+    assert function.lambda_handler({"id": 1009, "name": "Şule"}, None)["contact"]["name"] == "Şule"
+    with pytest.raises(ie.ValidationError, match="ILETIMERKEZI_API_KEY and ILETIMERKEZI_KEY hold different keys"):
+        load_lambda_function(service.url, {"ILETIMERKEZI_API_KEY": KEY, "ILETIMERKEZI_API_HASH": HASH,
+                                           "ILETIMERKEZI_KEY": "other-key", "ILETIMERKEZI_SECRET": SECRET})
+
+
+def readme_text():
+    """The README with its lines joined: a phrase is found wherever it wraps."""
+    return " ".join((HERE / "README.md").read_text(encoding="utf-8").split())
+
+
+def test_readme_reads_the_providers_credential_names_and_says_both_families_must_agree():
+    text = readme_text()
+    assert "`Credentials.from_env()` and the command line read `ILETIMERKEZI_API_KEY` and `ILETIMERKEZI_API_HASH`" in text
+    assert "or `ILETIMERKEZI_KEY` with `ILETIMERKEZI_SECRET` or `ILETIMERKEZI_HASH`" in text
+    assert "Both families may be set only when they agree." in text
+    assert "export ILETIMERKEZI_API_KEY=your-api-key export ILETIMERKEZI_API_HASH=the-hash-from-the-panel" in text
+
+
+def test_readme_errors_table_names_the_three_causes_of_a_401():
+    text = readme_text()
+    [row] = [line for line in (HERE / "README.md").read_text(encoding="utf-8").splitlines()
+             if line.startswith("| `AuthenticationError`")]
+    for phrase in ("API access not allowed in the panel", 'Settings → Security → Access Permissions → "Allow API access"',
+                   "a call from an IP address the account does not allow", "a wrong key or hash",
+                   'turn on "Allow API access"', "allow the IP"):
+        assert phrase in row, phrase
+    assert ("| 401 | Üyelik bilgileri hatalı | API access not allowed, an IP the account does not allow, "
+            "or a wrong key/hash |") in text
+
+
+def test_readme_says_what_no_client_can_promise():
+    text = readme_text()
+    [section] = re.findall(r"### What no client can promise (.*?) ###", text)
+    assert "An attempt that timed out may still be applied later by the server." in section
+    assert '"the last edit in your input stays" holds for the edits the server answered' in section
+    assert "After a `TransportError` for a contact, run that edit again (or the file, with `--resume`)." in section
+    assert "run the edit again later ([why](#what-no-client-can-promise))" in text  # the errors table links it
+
+
+def test_readme_says_a_proxy_password_belongs_in_the_environment_and_never_shows():
+    text = readme_text()
+    assert ("**Give a proxy password in `HTTPS_PROXY`, not `--proxy`**: a command line is visible to other users "
+            "in the process list (`ps`, `/proc/PID/cmdline`).") in text
+    assert "entries may be CIDR ranges (`10.0.0.0/8`, `fd00::/8`)" in text
+    assert ("No form of them (as given, percent-encoded, decoded, or the base64 `Proxy-Authorization` value) appears "
+            "in an error, a log line, the output or a report.") in text
 
 
 def test_the_readme_zip_recipe_ships_byte_code_that_a_read_only_task_folder_uses(tmp_path, service):

@@ -3891,8 +3891,7 @@ class _BulkPlan:
             error = record.item if isinstance(record.item, IletiMerkeziError) else _contact_problem(record.item)
             valid, bad = (valid + 1, bad) if error is None else (valid, bad + 1)
             if error is not None:
-                said = " ".join(str(error).split())
-                _report(said if said.startswith(f"line {record.line}") else f"line {record.line}: {said}", _EXIT_OK)
+                _report(f"line {record.line}: {error}", _EXIT_OK)
                 if self.failures is not None:
                     self.failures.write(record, error)
             if self.report is not None:

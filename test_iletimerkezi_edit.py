@@ -2719,8 +2719,9 @@ def everything_a_user_sees(error, records):
 
 @pytest.mark.parametrize("via", VIAS)
 @pytest.mark.parametrize("name", list(SECRET_SCENARIOS))
-@pytest.mark.parametrize("credentials", [ie.Credentials.from_secret(KEY, SECRET), ie.Credentials(KEY, HASH.upper())],
-                         ids=["from secret", "upper-case hash"])
+@pytest.mark.parametrize("credentials", [  # the second, a run over again with another hash, in the soak run only
+    pytest.param(ie.Credentials.from_secret(KEY, SECRET), id="from secret"),
+    pytest.param(ie.Credentials(KEY, HASH.upper()), id="upper-case hash", marks=pytest.mark.soak)])
 def test_no_failure_shows_the_secret_or_the_hash(quick_backoff, caplog, name, credentials, via):
     caplog.set_level(logging.DEBUG, logger="iletimerkezi_edit")
     caplog.set_level(logging.DEBUG, logger="iletimerkezi_edit.bodies")  # the bodies too, switched on by name
@@ -2759,8 +2760,9 @@ FRAME_SCENARIOS = dict(
 
 @pytest.mark.parametrize("via", VIAS + ["bulk"])
 @pytest.mark.parametrize("name", list(FRAME_SCENARIOS))
-@pytest.mark.parametrize("credentials", [ie.Credentials.from_secret(KEY, SECRET), ie.Credentials(KEY, HASH.upper())],
-                         ids=["from secret", "upper-case hash"])
+@pytest.mark.parametrize("credentials", [  # the second, a run over again with another hash, in the soak run only
+    pytest.param(ie.Credentials.from_secret(KEY, SECRET), id="from secret"),
+    pytest.param(ie.Credentials(KEY, HASH.upper()), id="upper-case hash", marks=pytest.mark.soak)])
 def test_no_frame_of_any_failure_holds_the_secret_or_the_hash(quick_backoff, name, credentials, via):
     scenario = FRAME_SCENARIOS[name]
     contact = ie.Contact(1009, name="a\x00b" if scenario == "bad input" else "x")
@@ -4203,16 +4205,16 @@ def test_cli_one_worker_interrupted_still_reports_the_edit_in_flight(service, tm
 def test_cli_progress_only_on_a_terminal_or_when_asked(service, tmp_path):
     source = tmp_path / "in.csv"
     source.write_text("id,name\n" + "".join(f"{PEOPLE[n]},r{n}\n" for n in range(30)), encoding="utf-8")
-    service.delays.update((f"r{n}", 0.03) for n in range(30))
     code, _, quiet = run_cli(["--input", str(source), "--url", service.url, "--workers", "1"], CREDENTIAL_ENV)
     assert code == 0 and "\r" not in quiet and quiet.count("\n") == 1  # stderr is a pipe here: the summary only
+    service.delays.update((f"r{n}", 0.03) for n in range(30))  # long enough for several redraws
     code, _, shown = run_cli(["--input", str(source), "--url", service.url, "--workers", "1", "--progress",
                               "--report", str(tmp_path / "second.jsonl")], CREDENTIAL_ENV)
     assert code == 0 and re.search(r"\r[0-9]+/30 records, [0-9.]+/s, 0 failed, [0-9]+ min [0-9]+ s left", shown)
     assert shown.rstrip().endswith("30 records: 30 succeeded, 0 failed")
 
 
-# -- #17: re-runs by fingerprint, interrupts, dry runs and the failures file ------------------------------------
+# -- re-runs by fingerprint, interrupts, dry runs and the failures file ----------------------------------------
 
 
 def no_credentials_env():
@@ -5700,7 +5702,7 @@ def test_archive_listing_too_many_parts(tmp_path, monkeypatch):
         assert ie._zip_directory_size(binary)[0] == 8
 
 
-# -- what a reviewer tried: odd but real workbooks and numbers ------------------------------------
+# -- odd but real workbooks and numbers ---------------------------------------------------------------------
 
 
 def test_a_hidden_first_sheet_is_passed_over(tmp_path):

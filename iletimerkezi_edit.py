@@ -3514,45 +3514,82 @@ def _fingerprint(item: Item) -> Optional[str]:
     return hashlib.sha256(body).hexdigest()[:32]
 
 
-class _Resume:
-    """Which records a re-run sends: every one but those an earlier run confirmed, and never an older edit
-    after a newer one.
+Pending = Tuple[_Record, Optional[str]]  # a record to send, and its fingerprint
 
-    A record is skipped only when the report confirms (``"ok": true``) its fingerprint. From a contact's first
-    record that is not skipped onward, every later record of that contact is sent again, in file order, even
-    one confirmed before: so partial rows replay in order and the last edit in the file is the one that stays.
+
+class _Resume:
+    """Which records a re-run sends: every one but those that would leave a contact as the report says it is.
+
+    The report holds, per contact, the fingerprints it confirmed (``"ok": true``) in the order they were
+    confirmed. A contact's records are skipped only while they are the last edits confirmed for it, in that
+    order, so an edit confirmed long ago and overwritten since (a value changed back) is sent again. From a
+    contact's first record that is not skipped onward, every later one is sent, in file order, even one
+    confirmed before: an older edit never lands after a newer one, and partial rows replay in order. A record
+    that may yet turn out to be one of those last edits waits (a few of one contact's, never the file); it is
+    sent, in order, once it is clear that it is not, or at the end of the input.
     """
 
-    def __init__(self, confirmed: Set[str]) -> None:
-        self._confirmed = confirmed
-        self._sent_ids: Set[int] = set()
+    def __init__(self, history: Dict[int, List[str]]) -> None:
+        self._history = history
+        self._read: Dict[int, List[str]] = {}  # the fingerprints of a contact's records read so far, none sent
+        self._waiting: Dict[int, List[Pending]] = {}  # those read since the last ones skipped for good
+        self._sending: Set[int] = set()  # contacts whose every later record is sent
 
-    def skips(self, record: _Record, fingerprint: Optional[str]) -> bool:
+    def pending(self, records: Iterable[Pending], skipped: Callable[[int], None]) -> Iterator[Pending]:
+        """The records to send, in file order per contact; ``skipped(n)`` is told of those skipped for good."""
+        for record, fingerprint in records:
+            yield from self._take(record, fingerprint, skipped)
+        waiting, self._waiting = self._waiting, {}
+        for held in sorted(waiting.values(), key=lambda held: held[0][0].line):
+            yield from held
+
+    def _take(self, record: _Record, fingerprint: Optional[str], skipped: Callable[[int], None]) -> List[Pending]:
         key = _contact_key(record.item)
         if key is None:
-            return False  # refused before sending: it gets its error again
-        if key not in self._sent_ids and fingerprint in self._confirmed:
-            return True
-        self._sent_ids.add(key)
-        return False
+            return [(record, fingerprint)]  # refused before sending: it gets its error again
+        if key in self._sending or fingerprint is None:
+            return self._send_from(key, (record, fingerprint))
+        history = self._history.get(key, [])
+        read = self._read.setdefault(key, [])
+        read.append(fingerprint)
+        self._waiting.setdefault(key, []).append((record, fingerprint))
+        if history[-len(read):] == read:  # what was read ends what was confirmed: skipped for good
+            skipped(len(self._waiting.pop(key)))
+            if len(read) == len(history):  # no longer run of confirmed edits is left to match
+                self._sending.add(key)
+                del self._read[key]
+            return []
+        if _occurs(read, history[:-1]):  # may still prove to end a longer run of confirmed edits
+            return []
+        return self._send_from(key, None)
+
+    def _send_from(self, key: int, pending: Optional[Pending]) -> List[Pending]:
+        """Send what waits for ``key`` (and ``pending``), and every later record of it."""
+        self._sending.add(key)
+        self._read.pop(key, None)
+        return self._waiting.pop(key, []) + ([] if pending is None else [pending])
 
     @classmethod
     def from_report(cls, path: str) -> _Resume:
-        """The fingerprints an earlier run's report confirms; lines that do not parse are passed over."""
-        confirmed: Set[str] = set()
+        """Each contact's confirmed fingerprints, in report order; lines that do not parse are passed over."""
+        history: Dict[int, List[str]] = {}
         try:
             with open(path, encoding="utf-8", errors="replace") as report:
                 for text in report:
                     with contextlib.suppress(ValueError):
                         entry = json.loads(text)
                         if isinstance(entry, dict) and entry.get("ok") is True and isinstance(
-                                entry.get("fingerprint"), str):
-                            confirmed.add(entry["fingerprint"])
+                                entry.get("fingerprint"), str) and type(entry.get("id")) is int:
+                            history.setdefault(entry["id"], []).append(entry["fingerprint"])
         except FileNotFoundError:
             pass
         except OSError as exc:
             raise _InputError(f"cannot read the report {path}: {exc.strerror or exc}") from None
-        return cls(confirmed)
+        return cls(history)
+
+
+def _occurs(part: List[str], whole: List[str]) -> bool:
+    return any(whole[start:start + len(part)] == part for start in range(len(whole) - len(part) + 1))
 
 
 # -- what a run writes: the report, the failures file, progress and the summary ----
@@ -3684,12 +3721,15 @@ class _Tally:
         self.started = self.drawn = time.monotonic()
         self.width = 0
 
-    def add(self, result: Optional[Result]) -> None:
-        """One record done: ``None`` for one skipped as confirmed before."""
+    def skip(self, count: int) -> None:
+        """``count`` records skipped, confirmed by an earlier run."""
+        self.done += count
+        self.skipped += count
+
+    def add(self, result: Result) -> None:
+        """One record done."""
         self.done += 1
-        if result is None:
-            self.skipped += 1
-        elif isinstance(result, Response):
+        if isinstance(result, Response):
             self.succeeded += 1
         else:
             kind = type(result).__name__
@@ -3851,13 +3891,15 @@ class _BulkPlan:
                     raise
         return self._finish(interrupts.name)
 
-    def _to_send(self) -> Iterator[Tuple[Tuple[_Record, Optional[str]], Item]]:
-        for record in self.records:
-            fingerprint = _fingerprint(record.item)
-            if self.resume is not None and self.resume.skips(record, fingerprint):
-                self.tally.add(None)
-                continue
-            yield (record, fingerprint), record.item
+    def _to_send(self) -> Iterator[Tuple[Pending, Item]]:
+        return ((pending, pending[0].item) for pending in self._pending())
+
+    def _pending(self) -> Iterator[Pending]:
+        """The records to send (in a dry run, to check), with their fingerprints; --resume's skips counted."""
+        fingerprinted = ((record, _fingerprint(record.item)) for record in self.records)
+        if self.resume is None:
+            return fingerprinted
+        return self.resume.pending(fingerprinted, self.tally.skip)
 
     def _record(self, record: _Record, fingerprint: Optional[str], result: Result) -> None:
         assert self.report is not None  # a real run always has one
@@ -3882,12 +3924,8 @@ class _BulkPlan:
 
     def _check_all(self) -> int:
         """``--dry-run``: every record read and checked as a real run would, nothing sent."""
-        valid = bad = skipped = 0
-        for record in self.records:
-            fingerprint = _fingerprint(record.item)
-            if self.resume is not None and self.resume.skips(record, fingerprint):
-                skipped += 1
-                continue
+        valid = bad = 0
+        for record, fingerprint in self._pending():
             error = record.item if isinstance(record.item, IletiMerkeziError) else _contact_problem(record.item)
             valid, bad = (valid + 1, bad) if error is None else (valid, bad + 1)
             if error is not None:
@@ -3896,6 +3934,7 @@ class _BulkPlan:
                     self.failures.write(record, error)
             if self.report is not None:
                 self.report.write(record, fingerprint, error, dry_run=True)
+        skipped = self.tally.skipped
         summary = f"{valid + bad + skipped} records: {valid} valid, {bad} bad; nothing was sent (--dry-run)"
         if self.resume is not None:
             summary += (f"; --resume would send {valid}, refuse {bad} and skip {skipped}, already confirmed in the "

@@ -4268,6 +4268,35 @@ def test_cli_resume_after_a_503_on_an_older_edit_keeps_the_newer_one(service, tm
     assert service.contacts[contact]["name"] == "new-last"
 
 
+def test_cli_resume_sends_a_value_changed_back_to_one_confirmed_days_before(service, tmp_path, run_main):
+    # Day 1 sets A, day 2 B, day 3 A again: A's fingerprint is confirmed (day 1), but B came after it.
+    contact, other = PEOPLE[903], PEOPLE[904]
+    source = tmp_path / "in.csv"
+    report = ["--report", str(tmp_path / "report.jsonl")]
+    for day, name in enumerate(["A", "B", "A"]):
+        source.write_text(f"id,name\n{contact},{name}\n{other},same\n", encoding="utf-8")
+        before = len(service.requests)
+        code, _, stderr = run_main(["--input", str(source), "--url", service.url] + report + ["--resume"] * bool(day),
+                                   CREDENTIAL_ENV)
+        assert code == 0 and service.contacts[contact]["name"] == name
+        assert sorted(sent_names(service)[before:]) == (sorted([name, "same"]) if day == 0 else [name])
+        assert ("1 skipped" in stderr) == bool(day)
+
+
+def test_cli_resume_skips_a_contact_s_rows_only_while_they_are_its_last_confirmed_edits(service, tmp_path, run_main):
+    contact = PEOPLE[905]
+    source = tmp_path / "in.csv"
+    command = ["--input", str(source), "--url", service.url, "--report", str(tmp_path / "report.jsonl")]
+    source.write_text(f"id,name,surname\n{contact},Ali,\n{contact},,Kaya\n", encoding="utf-8")
+    assert run_main(command, CREDENTIAL_ENV)[0] == 0
+    first_run = len(service.requests)
+    code, _, stderr = run_main(command + ["--resume"], CREDENTIAL_ENV)  # both rows, in order: nothing to send
+    assert code == 0 and "2 records: 0 succeeded, 0 failed; 2 skipped" in stderr and len(service.requests) == first_run
+    source.write_text(f"id,name,surname\n{contact},Ali,\n", encoding="utf-8")  # the first row alone: it waits,
+    code, _, stderr = run_main(command + ["--resume"], CREDENTIAL_ENV)  # and at the end of the file it is sent
+    assert code == 0 and "1 records: 1 succeeded, 0 failed" in stderr and sent_names(service)[first_run:] == ["Ali"]
+
+
 def test_cli_partial_rows_of_one_contact_replay_in_order_across_runs(service, tmp_path, run_main):
     contact = PEOPLE[902]
     source = tmp_path / "in.csv"

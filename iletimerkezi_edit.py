@@ -2204,9 +2204,10 @@ def _logging_to_stderr(verbosity: int) -> Iterator[None]:
 
 
 def _dry_run_request(contact: Contact) -> bytes:
-    key = os.environ.get(_ENV_API_KEY) or os.environ.get(_ENV_KEY)
-    key = _check_key(key, _ENV_API_KEY if os.environ.get(_ENV_API_KEY) else _ENV_KEY) if key else _KEY_PLACEHOLDER
-    return _render_request(key, contact, None)[1]
+    """The request with the environment's key (a placeholder where none is set) and ``REDACTED`` for the hash;
+    two keys that differ are refused, as a real run would refuse them."""
+    given = any(os.environ.get(name) for name in (_ENV_API_KEY, _ENV_KEY))
+    return _render_request(_agreed_key(os.environ) if given else _KEY_PLACEHOLDER, contact, None)[1]
 
 
 def _format_response(response: Response) -> str:

@@ -3593,6 +3593,15 @@ def test_cli_dry_run_prints_the_request_without_credentials_or_network(module):
     assert [f.findtext("value") for f in contact.iter("custom_field")] == ["27/09/2024", "cip"]
 
 
+def test_cli_dry_run_refuses_two_keys_that_differ_as_a_real_run_would(run_main):
+    code, stdout, stderr = run_main(["--dry-run"] + SAMPLE_ARGS, {"ILETIMERKEZI_API_KEY": KEY,
+                                                                  "ILETIMERKEZI_KEY": "another-key"})
+    assert code == 2 and stdout == "" and "ILETIMERKEZI_API_KEY and ILETIMERKEZI_KEY hold different keys" in stderr
+    assert KEY not in stderr and "another-key" not in stderr
+    code, stdout, _ = run_main(["--dry-run"] + SAMPLE_ARGS, {"ILETIMERKEZI_API_KEY": KEY})
+    assert code == 0 and f"<key>{KEY}</key>" in stdout
+
+
 def test_cli_dry_run_shows_the_key_but_never_the_hash(run_main):
     code, stdout, _ = run_main(["--dry-run", "--id", "1", "--name", "x"], CREDENTIAL_ENV)
     assert code == 0

@@ -4029,6 +4029,8 @@ def _run_bulk(args: argparse.Namespace) -> int:
         with _logging_to_stderr(args.verbose):
             return plan.run()
     except _InputError as exc:  # the input became unreadable after some records: those are reported
+        plan.tally.clear()
+        _report(plan.tally.summary(), _EXIT_OK)
         return _report(f"cannot read the input any further: {exc}", _EXIT_USAGE)
     finally:
         plan.close()

@@ -868,15 +868,17 @@ class _Proxy:
         self.port = port
         self._authorization: Optional[str] = None
         # Every form the credentials can be seen in, to take out of whatever a proxy answers: the password as
-        # decoded, as written in the URL, percent-encoded ("/" too or not, as urllib.parse.quote leaves it), its
-        # UTF-8 bytes read as Latin-1 (as http.client reads a status line), and the base64 of "user:password"
-        # sent on the wire, padding or none.
+        # decoded, as written in the URL, percent-encoded ("/" too or not, a blank as %20 or +), its UTF-8 bytes
+        # read as Latin-1 (as http.client reads a status line), and the base64 of "user:password" sent on the
+        # wire, padding or none.
         self.secrets: Tuple[str, ...] = ()
         if user is not None:
             token = base64.b64encode(f"{user}:{password or ''}".encode()).decode("ascii")
             self._authorization = "Basic " + token
-            forms = (password, written, urllib.parse.quote(password or "", safe=""), urllib.parse.quote(password or ""),
-                     (password or "").encode().decode("latin-1"), token.rstrip("="))
+            plain = password or ""
+            encoded = [quote(plain, safe=safe) for quote in (urllib.parse.quote, urllib.parse.quote_plus)
+                       for safe in ("", "/")]
+            forms = (password, written, *encoded, plain.encode().decode("latin-1"), token.rstrip("="))
             self.secrets = tuple(sorted({form for form in forms if form}, key=len, reverse=True))
 
     def __str__(self) -> str:
@@ -1151,6 +1153,12 @@ def _judge(answer: _Answer, request: _Request) -> _Outcome:
     """What ``answer`` says of ``request``: a success must name the contact that was sent."""
     try:
         response = parse_response(answer.body, answer.status)
+    except APIError as error:  # a refusal about another contact is no refusal of this edit
+        named = _named_contact(answer.body, answer.status)
+        if named is not None and named != request.contact_id:
+            return _Outcome(answer, ResponseError(f"the response is about contact {named}, not {request.contact_id}:"
+                                                  " the connection is out of step and is closed", answer.status))
+        return _Outcome(answer, error)
     except IletiMerkeziError as error:
         return _Outcome(answer, error)
     if response.contact is None:
@@ -1161,6 +1169,15 @@ def _judge(answer: _Answer, request: _Request) -> _Outcome:
             f"the response is about contact {response.contact.id}, not {request.contact_id}: "
             "the connection is out of step and is closed", answer.status))
     return _Outcome(answer, response)
+
+
+def _named_contact(body: bytes, http_status: int) -> Optional[int]:
+    """The contact id an answer names, if it names one that can be read."""
+    try:
+        text = _parse_xml(body, http_status).findtext("contact/id")
+        return None if text is None else _parse_number(text, "<contact><id>", http_status)
+    except ResponseError:
+        return None
 
 
 class _Connection:
@@ -1208,7 +1225,9 @@ class _Connection:
             raise
         except (OSError, http.client.HTTPException, ValueError) as exc:  # 3.10+ raise ValueError on some bad chunks
             self.close()
-            raise TransportError(f"no answer from {self._route}: {type(exc).__name__}: {exc}") from exc
+            # An OSError's text is the system's; http.client's errors and ValueError can quote what was received.
+            said = f": {exc}" if isinstance(exc, OSError) and not isinstance(exc, http.client.HTTPException) else ""
+            raise TransportError(f"no answer from {self._route}: {type(exc).__name__}{said}") from exc
         except BaseException:
             self.close()
             raise
@@ -1295,10 +1314,11 @@ def _tunnel(sock: socket.socket, proxy: _Proxy, target: _Endpoint, deadline: flo
     sock.sendall(proxy.connect_request(target))
     source = _DeadlineSocket(sock, deadline)
     try:
-        answer = _final_answer(source, "CONNECT")
+        answer: Optional[http.client.HTTPResponse] = _final_answer(source, "CONNECT")
     except (http.client.HTTPException, ResponseError):
-        # Its text is whatever the proxy sent, which may echo the request and so the password.
-        raise OSError(f"the answer of proxy {proxy} to CONNECT is not HTTP") from None
+        answer = None
+    if answer is None:  # raised out here, so that the error quoting the proxy is not even its context
+        raise OSError(f"the answer of proxy {proxy} to CONNECT is not HTTP")
     answer.close()  # a refusal's body is not read: the connection is closed
     if not 200 <= answer.status < 300:
         raise ProxyError(str(proxy), answer.status, proxy.redact(answer.reason), str(target))
@@ -2053,21 +2073,19 @@ def _run_single(args: argparse.Namespace) -> int:
             _check_settings(args.url, args.timeout, args.retries, None, args.proxy)
             _write_bytes(sys.stdout, _dry_run_request(contact))
             return _EXIT_OK
+        credentials = Credentials.from_env()
         with _logging_to_stderr(args.verbose):
-            response = edit_contact(
-                Credentials.from_env(), contact, url=args.url, timeout=args.timeout, retries=args.retries,
-                proxy=args.proxy,
-            )
+            response = edit_contact(credentials, contact, url=args.url, timeout=args.timeout, retries=args.retries,
+                                    proxy=args.proxy)
     except ValidationError as exc:
         return _report(f"invalid input: {exc}", _EXIT_USAGE)
     except APIError as exc:
         return _report(f"the API refused the edit: {exc}", _EXIT_API)
     except IletiMerkeziError as exc:  # TransportError, ResponseError
         return _report(f"no usable answer: {exc}", _EXIT_NO_ANSWER)
-    if args.json:
-        _write_text(sys.stdout, _format_json(response, getattr(sys.stdout, "encoding", None) or "ascii"))
-    else:
-        _write_text(sys.stdout, _format_response(response))
+    shown = (_format_json(response, getattr(sys.stdout, "encoding", None) or "ascii") if args.json else
+             _format_response(response))
+    _write_text(sys.stdout, _redact(shown, credentials.hash))  # a server that repeats the request echoes it
     return _EXIT_OK
 
 

@@ -1551,6 +1551,26 @@ def test_api_refusals_raise_api_error_with_the_mirrored_status(service, contact,
     assert json.dumps(service.contacts, sort_keys=True) == before
 
 
+@pytest.mark.parametrize("code", [465, 503])
+def test_a_refusal_about_another_contact_is_a_response_error_and_closes_the_connection(service, code):
+    other = dict(service.contacts[1009], id=4242)
+    with ie.Session(CREDS, url=service.url, retries=0) as session:
+        service.canned.append((code, response_document(code, other), "text/xml; charset=utf-8", ()))
+        with pytest.raises(ie.ResponseError, match="about contact 4242, not 1009"):
+            session.edit_contact(ie.Contact(1009, name="x"))
+        assert session.edit_contact(ie.Contact(1009, name="y")).contact.name == "y"
+    assert service.connections == 2  # the out-of-step connection was not used again
+
+
+def test_the_cli_never_prints_a_hash_that_a_successful_answer_repeats(service, run_main):
+    echoed = response_document(200, dict(service.contacts[1009], name=HASH)).replace(
+        SERVER_MESSAGES[200].encode(), f"you sent {HASH}".encode())
+    for extra in ([], ["--json"]):
+        service.canned.append((200, echoed, "text/xml; charset=utf-8", ()))
+        code, stdout, _ = run_main(["--id", "1009", "--name", "x", "--url", service.url] + extra, CREDENTIAL_ENV)
+        assert code == 0 and stdout.count("REDACTED") == 2  # run_main also checks that the hash is nowhere
+
+
 def test_wrong_hash_raises_authentication_error(service):
     wrong = ie.Credentials.from_secret(KEY, "another-secret")
     with pytest.raises(ie.AuthenticationError) as caught:
@@ -2837,7 +2857,8 @@ def test_a_refused_proxy_password_stays_out_of_the_frames_below_the_call(service
 
 # Proxy users and passwords, as they are (the URL holds them percent-encoded): the pair above, and a Turkish one
 # whose "user:password" base64 has padding (it ends "=") while the other's has "==".
-PROXY_ACCOUNTS = {"ascii-escaped": (PROXY_USER, PROXY_PASSWORD), "turkish": ("ali.", "Şifre@Çok:Gizli")}
+PROXY_ACCOUNTS = {"ascii-escaped": (PROXY_USER, PROXY_PASSWORD), "turkish": ("ali.", "Şifre@Çok:Gizli"),
+                  "blanks": ("veli", "çok gizli / parola")}  # a form encoder writes its blanks as "+"
 
 
 def proxy_url_with(proxy, user, password):
@@ -2848,12 +2869,13 @@ def proxy_url_with(proxy, user, password):
 def credential_forms(authorization):
     """Every form of the credentials that a CONNECT's ``Proxy-Authorization`` carries, as a proxy could repeat them:
     the header's value, its base64 with and without padding, "user:password", the password as it is,
-    percent-encoded (two ways), and its UTF-8 bytes read as Latin-1 (as http.client reads a status line)."""
+    percent-encoded (four ways), and its UTF-8 bytes read as Latin-1 (as http.client reads a status line)."""
     token = authorization.partition(" ")[2]
     user_password = base64.b64decode(token).decode("utf-8")
     password = user_password.partition(":")[2]
     forms = {authorization, token, token.rstrip("="), user_password, password, urllib.parse.quote(password, safe=""),
-             urllib.parse.quote(password), password.encode("utf-8").decode("latin-1")}
+             urllib.parse.quote(password), urllib.parse.quote_plus(password, safe=""), urllib.parse.quote_plus(password),
+             password.encode("utf-8").decode("latin-1")}
     return sorted(forms, key=len)
 
 
@@ -2986,8 +3008,10 @@ def test_no_form_of_the_proxy_credentials_shows_whatever_the_proxy_repeats(quick
     assert type(error) is ECHO_KINDS[kind], repr(error)
     forms = credential_forms(proxy.connects[0][2]["Proxy-Authorization"])
     assert_no_form_of(forms, proxy_texts(error, caplog.records), kind)
-    if kind in ("tunnel bad status line", "tunnel API message"):
+    if kind == "tunnel API message":
         assert "REDACTED" in str(error)  # the echo reached the error, and was taken out there
+    if kind == "tunnel bad status line":  # what http.client quotes of an answer is not even shown
+        assert str(error).endswith(": BadStatusLine")
     assert len(proxy.connects) == (1 if ECHO_KINDS[kind] in (ie.ProxyError, ie.APIError) else 2)  # tried again
     assert service.connections == 0  # the proxy answered for the service, and nothing went around it
 
@@ -5956,7 +5980,7 @@ def test_readme_says_a_proxy_password_belongs_in_the_environment_and_never_shows
     text = readme_text()
     assert ("**Give a proxy password in `HTTPS_PROXY`, not `--proxy`**: a command line is visible to other users "
             "in the process list (`ps`, `/proc/PID/cmdline`).") in text
-    assert "entries may be CIDR ranges (`10.0.0.0/8`, `fd00::/8`)" in text
+    assert "entries may be addresses or ranges (`10.0.0.0/8`, `fd00::/8`)" in text
     assert ("No form of them (as given, percent-encoded, decoded, or the base64 `Proxy-Authorization` value) appears "
             "in an error, a log line, the output or a report.") in text
 
@@ -6119,6 +6143,9 @@ def test_readme_sqs_function_fails_only_the_message_a_bug_hits_and_logs_its_trac
                       sqs_record("m3", {"id": PEOPLE[0], "name": "after"}), {"messageId": "m4", "attributes": {}})
     assert function.lambda_handler(event, None) == failures("m2", "m4")  # m4 has no body at all
     assert sent_names(service) == ["before", "after"]
+    bare = {"messageId": "m5", "body": json.dumps({"id": PEOPLE[2], "name": "bare"})}  # no attributes: not FIFO
+    assert function.lambda_handler(sqs_event(bare), None) == failures()
+    assert sent_names(service)[-1] == "bare"
     [bug, no_body] = [record for record in caplog.records if record.name == "sqs_function"]
     assert (bug.levelno, bug.exc_info[0], no_body.exc_info[0]) == (logging.ERROR, ZeroDivisionError, KeyError)
 

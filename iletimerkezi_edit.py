@@ -1225,9 +1225,7 @@ class _Connection:
             raise
         except (OSError, http.client.HTTPException, ValueError) as exc:  # 3.10+ raise ValueError on some bad chunks
             self.close()
-            # An OSError's text is the system's; http.client's errors and ValueError can quote what was received.
-            said = f": {exc}" if isinstance(exc, OSError) and not isinstance(exc, http.client.HTTPException) else ""
-            raise TransportError(f"no answer from {self._route}: {type(exc).__name__}{said}") from exc
+            raise TransportError(f"no answer from {self._route}: {type(exc).__name__}: {exc}") from exc
         except BaseException:
             self.close()
             raise
@@ -2327,6 +2325,7 @@ def _report(message: str, exit_code: int) -> int:
 # the first edit is sent.
 
 _GROUP_SEPARATORS = re.compile(r"[\s,]+")
+_DATE_SHAPED = re.compile(r"[0-9]{1,2}[./-][0-9]{1,2}[./-][0-9]{4}( [0-9:]+)?")  # what a sheet made of a phone
 _PROGRESS_EVERY = 0.25  # seconds between redraws of the progress line
 _ERROR_COLUMN = "error"  # the failures file's last column (JSON Lines: key); ignored on input, so it runs as is
 # Custom fields are columns of their own in CSV (field:ID) and an object of id to value in JSON Lines.
@@ -2398,11 +2397,14 @@ def _input_encoding(head: bytes, given: Optional[str]) -> str:
 def _codec_name(given: str) -> str:
     try:
         name = codecs.lookup(given).name
-        decoded = codecs.getincrementaldecoder(name)("strict").decode(b"", True)
     except LookupError:
         raise _InputError(f"--encoding {given[:40]!r} is not an encoding Python knows; Excel's \"CSV\" in "
                           f"Turkey is cp1254, \"CSV UTF-8\" is utf-8, \"Unicode Text\" is utf-16") from None
-    if not isinstance(decoded, str):  # base64, zlib, hex...: codecs from bytes to bytes
+    try:
+        decoded: object = codecs.getincrementaldecoder(name)("strict").decode(b"", True)
+    except Exception:  # rot13 and the like: codecs from str to str, which cannot read bytes
+        decoded = None
+    if not isinstance(decoded, str) or not codecs.lookup(name)._is_text_encoding:  # base64, zlib, hex: bytes to bytes
         raise _InputError(f"--encoding {given[:40]!r} is not a text encoding; Excel's \"CSV\" in Turkey is cp1254")
     return name
 
@@ -2445,6 +2447,8 @@ def _text_before_bad_byte(encoding: str, state: Tuple[bytes, int], chunk: bytes)
             pieces.append(decoder.decode(chunk[index:index + 1]))
         except UnicodeDecodeError as exc:
             return "".join(pieces), exc.object[exc.start:exc.end]
+        except UnicodeError:  # "UTF-16 stream does not start with BOM": no one byte is to blame
+            return "".join(pieces), chunk[index:index + 2]
     return "".join(pieces), b""
 
 
@@ -2457,8 +2461,9 @@ def _decoded_pieces(read: Callable[[int], bytes], encoding: str, is_default: boo
         state = decoder.getstate()
         try:
             text = decoder.decode(chunk, not chunk)
-        except UnicodeDecodeError as exc:
-            before, bad = _text_before_bad_byte(encoding, state, chunk) if chunk else ("", exc.object[exc.start:])
+        except UnicodeError as exc:  # UnicodeDecodeError, or the UTF-16 codecs' own for a missing BOM
+            at_end = exc.object[exc.start:] if isinstance(exc, UnicodeDecodeError) else b""
+            before, bad = _text_before_bad_byte(encoding, state, chunk) if chunk else ("", at_end)
             lines.feed(before)
             raise _bad_byte_error(where, lines.count + 1, bad, encoding, is_default) from None
         lines.feed(text)
@@ -3354,8 +3359,9 @@ def _open_records(args: argparse.Namespace) -> Tuple[_Layout, Iterator[_Record],
 
 
 def _open_text(path: str, given: Optional[str]) -> Tuple[Iterator[str], str, Callable[[], None]]:
-    """Lines of the input with their line ends. A regular file is decoded whole once before this returns; a
-    pipe (standard input, a named pipe) can be read only once, so it is decoded as it streams."""
+    """Lines of the input with their line ends, and the encoding to write it back in (a UTF-8 BOM only where it
+    had one). A regular file is decoded whole once before this returns; a pipe (standard input, a named pipe) can
+    be read only once, so it is decoded as it streams."""
     try:
         if path == "-" or not _is_regular_file(path):
             binary: Any = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115  # closed by caller
@@ -3363,14 +3369,19 @@ def _open_text(path: str, given: Optional[str]) -> Tuple[Iterator[str], str, Cal
             encoding = _input_encoding(head, given)
             lines = _decoded_lines(_HeadFirst(head, binary), encoding, given is None,  # type: ignore[arg-type]
                                    "standard input" if path == "-" else path)
-            return lines, encoding, (lambda: None) if path == "-" else binary.close
+            return lines, _written_as(encoding, head), (lambda: None) if path == "-" else binary.close
         with open(path, "rb") as start:
-            encoding = _input_encoding(start.read(4), given)
+            head = start.read(4)
+        encoding = _input_encoding(head, given)
         _check_decodable(path, encoding, given is None)
         stream = open(path, encoding=encoding, newline="")  # noqa: SIM115  # closed by the returned callable
     except OSError as exc:
         raise _InputError(f"cannot read {path}: {exc.strerror or exc}") from None
-    return stream, encoding, stream.close
+    return stream, _written_as(encoding, head), stream.close
+
+
+def _written_as(encoding: str, head: bytes) -> str:
+    return "utf-8" if encoding == "utf-8-sig" and not head.startswith(codecs.BOM_UTF8) else encoding
 
 
 def _read_head(binary: BinaryIO) -> bytes:
@@ -3466,6 +3477,9 @@ def _row_item(line: int, row: List[Any], header: List[str], columns: List[Option
         return ValidationError(f"line {line}: column {blank} has a value but no header; name the column")
     cells = {name: _clean_cell(cell) for name, cell in zip(columns, row) if name is not None}
     gsm = cells.get("gsm", "")
+    if _DATE_SHAPED.fullmatch(gsm):
+        return ValidationError(f"line {line}: gsm {gsm!r} is a date, not a phone number; check the column, and "
+                               "format it as Text")
     if _is_scientific_number(gsm):
         return ValidationError(f"line {line}: gsm {gsm!r} was turned into a number by the spreadsheet and its digits "
                                "are lost; format the phone column as Text and type the numbers again")
@@ -3534,6 +3548,8 @@ def _fingerprint(item: Item) -> Optional[str]:
 
 
 Pending = Tuple[_Record, Optional[str]]  # a record to send, and its fingerprint
+_UNCERTAIN = "?"  # in a contact's history: an edit was sent and failed, and may or may not have been applied
+_MOST_WAITING = 1024  # records --resume holds back at once; past that the oldest are sent (sending is always safe)
 
 
 class _Resume:
@@ -3553,11 +3569,18 @@ class _Resume:
         self._read: Dict[int, List[str]] = {}  # the fingerprints of a contact's records read so far, none sent
         self._waiting: Dict[int, List[Pending]] = {}  # those read since the last ones skipped for good
         self._sending: Set[int] = set()  # contacts whose every later record is sent
+        self._count = 0  # about how many records wait: counted again exactly once past _MOST_WAITING
 
     def pending(self, records: Iterable[Pending], skipped: Callable[[int], None]) -> Iterator[Pending]:
         """The records to send, in file order per contact; ``skipped(n)`` is told of those skipped for good."""
         for record, fingerprint in records:
             yield from self._take(record, fingerprint, skipped)
+            self._count = self._count if self._count <= _MOST_WAITING else sum(map(len, self._waiting.values()))
+            while self._count > _MOST_WAITING:  # a file that repeats old edits must not be held whole
+                oldest = next(iter(self._waiting))
+                released = self._send_from(oldest, None)
+                self._count -= len(released)
+                yield from released
         waiting, self._waiting = self._waiting, {}
         for held in sorted(waiting.values(), key=lambda held: held[0][0].line):
             yield from held
@@ -3572,6 +3595,7 @@ class _Resume:
         read = self._read.setdefault(key, [])
         read.append(fingerprint)
         self._waiting.setdefault(key, []).append((record, fingerprint))
+        self._count += 1
         if history[-len(read):] == read:  # what was read ends what was confirmed: skipped for good
             skipped(len(self._waiting.pop(key)))
             if len(read) == len(history):  # no longer run of confirmed edits is left to match
@@ -3590,16 +3614,20 @@ class _Resume:
 
     @classmethod
     def from_report(cls, path: str) -> _Resume:
-        """Each contact's confirmed fingerprints, in report order; lines that do not parse are passed over."""
+        """Each contact's confirmed fingerprints, in report order, with a mark where an edit sent failed; lines
+        that do not parse are passed over."""
         history: Dict[int, List[str]] = {}
         try:
             with open(path, encoding="utf-8", errors="replace") as report:
                 for text in report:
                     with contextlib.suppress(ValueError):
                         entry = json.loads(text)
-                        if isinstance(entry, dict) and entry.get("ok") is True and isinstance(
+                        if isinstance(entry, dict) and entry.get("ok") in (True, False) and isinstance(
                                 entry.get("fingerprint"), str) and type(entry.get("id")) is int:
-                            history.setdefault(entry["id"], []).append(entry["fingerprint"])
+                            # A failure of an edit that was sent may still have been applied (no answer, an
+                            # attempt that timed out): after it, nothing confirmed before counts.
+                            confirmed = entry["fingerprint"] if entry["ok"] else _UNCERTAIN
+                            history.setdefault(entry["id"], []).append(confirmed)
         except FileNotFoundError:
             pass
         except OSError as exc:
@@ -3651,8 +3679,11 @@ class _Report:
                          message=" ".join(str(result).split()))
         if self._stream is sys.stderr:
             self._tally.clear()  # the report line takes the progress line's place; the next redraw brings it back
-        self._stream.write(json.dumps(entry, ensure_ascii=False) + "\n")
-        self._stream.flush()
+        try:
+            self._stream.write(json.dumps(entry, ensure_ascii=False) + "\n")
+            self._stream.flush()
+        except OSError as exc:  # a full disk, a reader of stderr gone: exit 74, as for any output lost
+            raise _OutputLost(f"the report: {exc}") from None
 
     def close(self) -> None:
         if self._stream is not sys.stderr:
@@ -3702,11 +3733,14 @@ class _FailuresFile:
 
     def write(self, record: _Record, error: IletiMerkeziError) -> None:
         message = f"{type(error).__name__}: {' '.join(str(error).split())}"
-        if self._layout.format == "jsonl":
-            self._stream.write(_jsonl_with_error(record.raw, message))
-        else:
-            self._write_row(list(record.raw), message)
-        self._stream.flush()
+        try:
+            if self._layout.format == "jsonl":
+                self._stream.write(_jsonl_with_error(record.raw, message))
+            else:
+                self._write_row(list(record.raw), message)
+            self._stream.flush()
+        except OSError as exc:
+            raise _OutputLost(f"the failures file: {exc}") from None
 
     def _write_row(self, cells: List[str], error: str) -> None:
         cells += [""] * (self._error_at + 1 - len(cells))
@@ -3870,7 +3904,8 @@ class _BulkPlan:
         self.tally = _Tally(None, args.progress if args.progress is not None else _is_terminal(sys.stderr))
         self.closing: List[Callable[[], None]] = [self._close_input]
         try:
-            self.failures = None if args.failed is None else _FailuresFile(args.failed, self.layout, args.resume)
+            replace = args.resume and not args.dry_run  # a dry run never wipes a real run's failures
+            self.failures = None if args.failed is None else _FailuresFile(args.failed, self.layout, replace)
             if self.failures is not None:
                 self.closing.append(self.failures.close)
             self.report = None if args.dry_run and args.report is None else _Report(self.report_path, self.tally)

@@ -1709,7 +1709,8 @@ FAULTS = {
 }
 
 
-@pytest.mark.parametrize("via", VIAS)
+# edit_contact() is a one-shot Session: each fault through it again, in the soak run.
+@pytest.mark.parametrize("via", [pytest.param("function", marks=pytest.mark.soak), "session"])
 @pytest.mark.parametrize("name", list(FAULTS))
 def test_every_fault_ends_in_time_with_a_documented_error(quick_backoff, name, via):
     behaviours, error, requests = FAULTS[name]
@@ -2993,7 +2994,7 @@ def assert_no_form_of(forms, text, where=""):
 
 @pytest.mark.parametrize("account", list(PROXY_ACCOUNTS))
 @pytest.mark.parametrize("kind", list(ECHO_KINDS))
-@pytest.mark.parametrize("given", ["argument", "environment"])
+@pytest.mark.parametrize("given", ["argument", pytest.param("environment", marks=pytest.mark.soak)])
 def test_no_form_of_the_proxy_credentials_shows_whatever_the_proxy_repeats(quick_backoff, monkeypatch, caplog, service,
                                                                            kind, account, given):
     caplog.set_level(logging.DEBUG, logger="iletimerkezi_edit")

@@ -714,13 +714,21 @@ def _wrapped(tag: str, children: List[str]) -> List[str]:
 # -- parsing -----------------------------------------------------------------
 
 
-class _BoundedTreeBuilder:
-    """Expat's handlers for an answer: the element tree, refusing any DTD, a declared encoding other than
-    UTF-8, and more elements or deeper nesting than an answer has.
+def _expat_refusing_dtds(refuse: Callable[..., NoReturn], encoding: Optional[str] = None) -> expat.XMLParserType:
+    """An expat parser that calls ``refuse`` where a DTD begins, before any internal subset: nothing is ever
+    declared, so no expat version expands an entity, and no scan of ours can be slower than the parse."""
+    parser = expat.ParserCreate(encoding)
+    parser.StartDoctypeDeclHandler = refuse
+    parser.EntityDeclHandler = refuse
+    parser.UnparsedEntityDeclHandler = refuse
+    parser.ExternalEntityRefHandler = refuse
+    parser.buffer_text = True
+    return parser
 
-    Expat's own handlers do the refusing, so that no expat version expands an
-    entity and no scan of ours can be slower than the parse (expat is linear).
-    """
+
+class _BoundedTreeBuilder:
+    """Expat's handlers for an answer: the element tree, refusing any DTD (see ``_expat_refusing_dtds``), a
+    declared encoding other than UTF-8, and more elements or deeper nesting than an answer has."""
 
     def __init__(self, http_status: Optional[int]) -> None:
         self._http_status = http_status
@@ -728,16 +736,11 @@ class _BoundedTreeBuilder:
         self._depth = self._elements = 0
 
     def parse(self, body: bytes) -> ET.Element:
-        parser = expat.ParserCreate("utf-8")  # overrides any declared encoding
+        parser = _expat_refusing_dtds(self._refuse_dtd, "utf-8")  # UTF-8 whatever the answer declares
         parser.XmlDeclHandler = self._check_declaration
-        parser.StartDoctypeDeclHandler = self._refuse_dtd  # before the internal subset: nothing is declared yet
-        parser.EntityDeclHandler = self._refuse_dtd
-        parser.UnparsedEntityDeclHandler = self._refuse_dtd
-        parser.ExternalEntityRefHandler = self._refuse_dtd
         parser.StartElementHandler = self._start
         parser.EndElementHandler = self._end
         parser.CharacterDataHandler = self._builder.data
-        parser.buffer_text = True
         try:
             parser.Parse(body, True)
         except expat.ExpatError as exc:
@@ -2941,37 +2944,41 @@ class _Workbook:
         yield
 
     def _parser(self, name: str, handler: _XmlHandler) -> expat.XMLParserType:
-        depth = 0
-
-        def refuse_dtd(*_: object) -> NoReturn:
-            raise self._refuse(name, "contains a DTD (<!DOCTYPE or <!ENTITY>), which is refused")
-
-        def start(tag: str, attributes: Dict[str, str]) -> None:
-            nonlocal depth
-            depth += 1
-            if depth > _XLSX_MAX_DEPTH:
-                raise self._refuse(name, f"nests elements deeper than {_XLSX_MAX_DEPTH}")
-            handler.start(_local(tag), attributes)
-
-        def end(tag: str) -> None:
-            nonlocal depth
-            depth -= 1
-            handler.end(_local(tag))
-
-        parser = expat.ParserCreate()  # parts are UTF-8 or UTF-16 as declared; expat knows both
-        parser.StartDoctypeDeclHandler = refuse_dtd  # before any internal subset: nothing is declared yet
-        parser.EntityDeclHandler = refuse_dtd
-        parser.UnparsedEntityDeclHandler = refuse_dtd
-        parser.ExternalEntityRefHandler = refuse_dtd
-        parser.StartElementHandler = start
-        parser.EndElementHandler = end
-        parser.CharacterDataHandler = handler.text
-        parser.buffer_text = True
-        return parser
+        return _PartParser(self, name, handler).create()
 
     def read_part(self, name: str, handler: _XmlHandler) -> None:
         for _ in self.parse(name, handler):
             pass
+
+
+class _PartParser:
+    """Expat's handlers for one part of a workbook: tags without their prefix, nesting bounded, any DTD refused."""
+
+    def __init__(self, book: _Workbook, name: str, handler: _XmlHandler) -> None:
+        self._book = book
+        self._name = name
+        self._handler = handler
+        self._depth = 0
+
+    def create(self) -> expat.XMLParserType:
+        parser = _expat_refusing_dtds(self._refuse_dtd)  # a part is UTF-8 or UTF-16 as declared: expat reads both
+        parser.StartElementHandler = self._start
+        parser.EndElementHandler = self._end
+        parser.CharacterDataHandler = self._handler.text
+        return parser
+
+    def _refuse_dtd(self, *_: object) -> NoReturn:
+        raise self._book._refuse(self._name, "contains a DTD (<!DOCTYPE or <!ENTITY>), which is refused")
+
+    def _start(self, tag: str, attributes: Dict[str, str]) -> None:
+        self._depth += 1
+        if self._depth > _XLSX_MAX_DEPTH:
+            raise self._book._refuse(self._name, f"nests elements deeper than {_XLSX_MAX_DEPTH}")
+        self._handler.start(_local(tag), attributes)
+
+    def _end(self, tag: str) -> None:
+        self._depth -= 1
+        self._handler.end(_local(tag))
 
 
 class _RelationshipsReader(_XmlHandler):

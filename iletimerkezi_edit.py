@@ -257,7 +257,7 @@ class ProxyError(TransportError):
     def __init__(self, proxy: str, status: int, reason: str, target: str) -> None:
         self.proxy = proxy
         self.status = status
-        # The standard phrase, never the proxy's own: a proxy may repeat the credentials there, in any encoding.
+        # ``reason`` is not shown: the standard phrase is, since a proxy may repeat the credentials in its own.
         self._reason_and_target = (http.client.responses.get(status, ""), target)
         super().__init__(f"proxy {proxy} refused the tunnel to {target}: HTTP {status} "
                          f"{self._reason_and_target[0]}".rstrip())
@@ -890,9 +890,6 @@ class _Proxy:
     def __repr__(self) -> str:
         return f"<proxy {self}>"
 
-    def redact(self, text: str) -> str:
-        return _redact(text, *self.secrets)
-
     def connect_request(self, target: _Endpoint) -> bytes:
         # Proxy-Authorization goes on the CONNECT only: what follows is TLS to the target.
         authorization = "" if self._authorization is None else f"Proxy-Authorization: {self._authorization}\r\n"
@@ -1322,7 +1319,7 @@ def _tunnel(sock: socket.socket, proxy: _Proxy, target: _Endpoint, deadline: flo
         raise OSError(f"the answer of proxy {proxy} to CONNECT is not HTTP")
     answer.close()  # a refusal's body is not read: the connection is closed
     if not 200 <= answer.status < 300:
-        raise ProxyError(str(proxy), answer.status, proxy.redact(answer.reason), str(target))
+        raise ProxyError(str(proxy), answer.status, "", str(target))  # the proxy's own reason is never shown
     if source.overran:  # bytes before the TLS handshake: nothing from this proxy can be trusted to be the target
         raise OSError(f"proxy {proxy} sent more than its answer to CONNECT")
 
@@ -3576,18 +3573,14 @@ class _Resume:
         self._read: Dict[int, List[str]] = {}  # the fingerprints of a contact's records read so far, none sent
         self._waiting: Dict[int, List[Pending]] = {}  # those read since the last ones skipped for good
         self._sending: Set[int] = set()  # contacts whose every later record is sent
-        self._count = 0  # about how many records wait: counted again exactly once past _MOST_WAITING
+        self._count = 0  # how many records wait, over every contact
 
     def pending(self, records: Iterable[Pending], skipped: Callable[[int], None]) -> Iterator[Pending]:
         """The records to send, in file order per contact; ``skipped(n)`` is told of those skipped for good."""
         for record, fingerprint in records:
             yield from self._take(record, fingerprint, skipped)
-            self._count = self._count if self._count <= _MOST_WAITING else sum(map(len, self._waiting.values()))
             while self._count > _MOST_WAITING:  # a file that repeats old edits must not be held whole
-                oldest = next(iter(self._waiting))
-                released = self._send_from(oldest, None)
-                self._count -= len(released)
-                yield from released
+                yield from self._send_from(next(iter(self._waiting)), None)
         waiting, self._waiting = self._waiting, {}
         for held in sorted(waiting.values(), key=lambda held: held[0][0].line):
             yield from held
@@ -3604,7 +3597,9 @@ class _Resume:
         self._waiting.setdefault(key, []).append((record, fingerprint))
         self._count += 1
         if history[-len(read):] == read:  # what was read ends what was confirmed: skipped for good
-            skipped(len(self._waiting.pop(key)))
+            done = len(self._waiting.pop(key))
+            self._count -= done
+            skipped(done)
             if len(read) == len(history):  # no longer run of confirmed edits is left to match
                 self._sending.add(key)
                 del self._read[key]
@@ -3617,7 +3612,9 @@ class _Resume:
         """Send what waits for ``key`` (and ``pending``), and every later record of it."""
         self._sending.add(key)
         self._read.pop(key, None)
-        return self._waiting.pop(key, []) + ([] if pending is None else [pending])
+        released = self._waiting.pop(key, [])
+        self._count -= len(released)
+        return released + ([] if pending is None else [pending])
 
     @classmethod
     def from_report(cls, path: str) -> _Resume:
@@ -3987,7 +3984,8 @@ class _BulkPlan:
         """``--dry-run``: every record read and checked as a real run would, nothing sent."""
         valid = bad = 0
         for record, fingerprint in self._pending():
-            error = record.item if isinstance(record.item, IletiMerkeziError) else _contact_problem(record.item)
+            error = record.item if isinstance(record.item, IletiMerkeziError) else (
+                None if fingerprint is not None else _contact_problem(record.item))  # rendered once if valid
             valid, bad = (valid + 1, bad) if error is None else (valid, bad + 1)
             if error is not None:
                 _report(f"line {record.line}: {error}", _EXIT_OK)

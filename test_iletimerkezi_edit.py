@@ -3565,8 +3565,13 @@ SAMPLE_ARGS = ["--id", "1009", "--name", "API", "--surname", "Test User 2", "--e
                "--gsm", "+905056663325", "--field", "1=27/09/2024", "--field", "2=cip", "--group", "9", "--group", "12"]
 
 
+def no_credentials_env():
+    """This process's environment without any ILETIMERKEZI_ variable, for a child that must see only the test's."""
+    return {name: value for name, value in os.environ.items() if not name.startswith("ILETIMERKEZI_")}
+
+
 def run_cli(args, env_extra=None, module=False):
-    env = {name: value for name, value in os.environ.items() if not name.startswith("ILETIMERKEZI_")}
+    env = no_credentials_env()
     env.update(env_extra or {})
     command = [sys.executable, "-m", "iletimerkezi_edit"] if module else [sys.executable, str(MODULE)]
     done = subprocess.run(command + args, cwd=str(HERE), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -3907,8 +3912,7 @@ def test_cli_interrupted_exits_130(monkeypatch, capsys):
 def test_cli_output_closed_early_after_success_exits_0_quietly(service, dry_run):
     # As with "| head -0": the reader is gone before anything is written.
     args = ["--id", "1009", "--name", "Kapalı", "--json"] + (["--dry-run"] if dry_run else ["--url", service.url])
-    env = dict({name: value for name, value in os.environ.items() if not name.startswith("ILETIMERKEZI_")},
-               **CREDENTIAL_ENV)
+    env = dict(no_credentials_env(), **CREDENTIAL_ENV)
     child = subprocess.Popen([sys.executable, str(MODULE), *args], cwd=str(HERE), env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE)
     child.stdout.close()
@@ -4090,8 +4094,7 @@ def test_cli_input_that_is_not_utf8_exits_2_naming_the_line_and_sends_nothing(se
 
 def test_cli_reads_stdin_and_reports_to_stderr(service):
     records = "id,name\n5000,a\n5001,b\n"
-    env = dict({name: value for name, value in os.environ.items() if not name.startswith("ILETIMERKEZI_")},
-               **CREDENTIAL_ENV)
+    env = dict(no_credentials_env(), **CREDENTIAL_ENV)
     done = subprocess.run([sys.executable, str(MODULE), "--input", "-", "--format", "csv", "--url", service.url],
                           input=records.encode(), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
     assert done.returncode == 0
@@ -4174,8 +4177,7 @@ def test_cli_killed_then_resumed_edits_every_record_once(service, tmp_path):
     source.write_text("".join(json.dumps({"id": PEOPLE[n], "name": f"r{n}"}) + "\n" for n in range(count)))
     service.delays.update((f"r{n}", 0.02) for n in range(count))
     report = Path(str(source) + ".report.jsonl")
-    env = dict({name: value for name, value in os.environ.items() if not name.startswith("ILETIMERKEZI_")},
-               **CREDENTIAL_ENV)
+    env = dict(no_credentials_env(), **CREDENTIAL_ENV)
     command = [sys.executable, str(MODULE), "--input", str(source), "--url", service.url, "--workers", "4"]
     child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert eventually(lambda: report.exists() and len(report.read_text().splitlines()) >= 10, seconds=30)
@@ -4201,8 +4203,7 @@ def test_cli_interrupted_finishes_in_flight_edits_flushes_the_report_and_exits_1
     source.write_text("".join(json.dumps({"id": PEOPLE[n], "name": f"r{n}"}) + "\n" for n in range(count)))
     service.delays.update((f"r{n}", 0.1) for n in range(count))
     report = Path(str(source) + ".report.jsonl")
-    env = dict({name: value for name, value in os.environ.items() if not name.startswith("ILETIMERKEZI_")},
-               **CREDENTIAL_ENV)
+    env = dict(no_credentials_env(), **CREDENTIAL_ENV)
     child = subprocess.Popen([sys.executable, str(MODULE), "--input", str(source), "--url", service.url,
                               "--workers", "4"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert eventually(lambda: report.exists() and len(report.read_text().splitlines()) >= 4, seconds=30)
@@ -4223,8 +4224,7 @@ def test_cli_one_worker_interrupted_still_reports_the_edit_in_flight(service, tm
     source.write_text("".join(json.dumps({"id": PEOPLE[n], "name": f"r{n}"}) + "\n" for n in range(20)))
     service.delays.update((f"r{n}", 0.4) for n in range(20))
     report = Path(str(source) + ".report.jsonl")
-    env = dict({name: value for name, value in os.environ.items() if not name.startswith("ILETIMERKEZI_")},
-               **CREDENTIAL_ENV)
+    env = dict(no_credentials_env(), **CREDENTIAL_ENV)
     child = subprocess.Popen([sys.executable, str(MODULE), "--input", str(source), "--url", service.url,
                               "--workers", "1"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert eventually(lambda: len(service.requests) >= 2, seconds=30)  # the second edit is in flight
@@ -4248,10 +4248,6 @@ def test_cli_progress_only_on_a_terminal_or_when_asked(service, tmp_path):
 
 
 # -- re-runs by fingerprint, interrupts, dry runs and the failures file ----------------------------------------
-
-
-def no_credentials_env():
-    return {name: value for name, value in os.environ.items() if not name.startswith("ILETIMERKEZI_")}
 
 
 def test_cli_resume_of_the_next_day_s_file_sends_only_the_inserted_and_the_changed_rows(service, tmp_path, run_main):
@@ -4950,8 +4946,7 @@ def test_cli_json_lines_values_stay_exact(service, tmp_path, run_main):
 def test_cli_stdin_is_decoded_as_it_streams_and_stops_at_a_bad_byte(service, tmp_path):
     """What came before the bad byte was read, sent and reported; nothing after it is sent."""
     report = tmp_path / "report.jsonl"
-    env = dict({name: value for name, value in os.environ.items() if not name.startswith("ILETIMERKEZI_")},
-               **CREDENTIAL_ENV)
+    env = dict(no_credentials_env(), **CREDENTIAL_ENV)
     child = subprocess.Popen([sys.executable, str(MODULE), "--input", "-", "--format", "csv", "--url", service.url,
                               "--workers", "1", "--report", str(report)], env=env, stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -5099,8 +5094,7 @@ def test_cli_progress_fits_a_40_column_terminal_and_redraws_in_place(service, tm
     attributes = termios.tcgetattr(slave)
     attributes[1] &= ~termios.ONLCR  # "\n" stays "\n": every "\r" seen is the program's own
     termios.tcsetattr(slave, termios.TCSANOW, attributes)
-    env = dict({name: value for name, value in os.environ.items() if not name.startswith("ILETIMERKEZI_")},
-               **CREDENTIAL_ENV)
+    env = dict(no_credentials_env(), **CREDENTIAL_ENV)
     try:
         child = subprocess.Popen([sys.executable, str(MODULE), "--input", str(source), "--url", service.url,
                                   "--workers", "1", "--progress"], env=env, stdin=subprocess.DEVNULL,
